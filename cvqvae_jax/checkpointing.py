@@ -1,0 +1,109 @@
+"""orbax checkpoints of a training run: the train state, the grain iterator
+state (so a resumed run sees exactly the data an uninterrupted one would) and
+a small JSON description of the model, checked before anything is restored."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+STATE, DATA, MODEL = 'state', 'data', 'model'
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint does not fit the model being trained."""
+
+
+def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                           create=True))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         data_iterator: Any, model_description: Mapping[str, Any]) -> None:
+  """Asynchronous save; call manager.wait_until_finished() before exit."""
+  manager.save(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.StandardSave(state),
+      DATA: grain.checkpoint.CheckpointSave(data_iterator),
+      MODEL: ocp.args.JsonSave(dict(model_description)),
+  }))
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, Mapping):
+      flat.update(_flatten(value, name + '.'))
+    else:
+      flat[name] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
+def describe_differences(saved: Mapping[str, Any],
+                         current: Mapping[str, Any]) -> list[str]:
+  """'field: checkpoint X, config Y' for every field that differs."""
+  saved, current = _flatten(saved), _flatten(current)
+  lines = []
+  for name in sorted(set(saved) | set(current)):
+    a, b = saved.get(name, '<absent>'), current.get(name, '<absent>')
+    if a != b:
+      lines.append(f'{name}: checkpoint {a!r}, config {b!r}')
+  return lines
+
+
+def shape_mismatches(saved: Any, expected: Any) -> list[str]:
+  """Parameter paths whose shapes differ, or that only one tree holds."""
+  def shapes(tree):
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(p): tuple(getattr(v, 'shape', ()))
+            for p, v in leaves}
+  a, b = shapes(saved), shapes(expected)
+  lines = []
+  for path in sorted(set(a) | set(b)):
+    if path not in a:
+      lines.append(f'{path}: missing in checkpoint, model expects {b[path]}')
+    elif path not in b:
+      lines.append(f'{path}: in checkpoint {a[path]}, absent from model')
+    elif a[path] != b[path]:
+      lines.append(f'{path}: checkpoint {a[path]}, model {b[path]}')
+  return lines
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any,
+            data_iterator: Any, model_description: Mapping[str, Any],
+            step: int | None = None) -> Any:
+  """Restores the latest (or given) step into `abstract_state`'s structure
+  and shardings, and the data iterator (if given) in place.
+
+  Raises CheckpointMismatchError naming every field and parameter that
+  differs when the checkpoint belongs to another model.
+  """
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'No checkpoint in {manager.directory}.')
+  directory = manager.directory
+  saved = manager.restore(step, args=ocp.args.Composite(
+      **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+  differences = describe_differences(saved, model_description)
+  if not differences:
+    saved_tree = manager.item_metadata(step)[STATE]
+    differences = shape_mismatches(saved_tree, abstract_state)
+  if differences:
+    raise CheckpointMismatchError(
+        f'The checkpoint at {directory}/{step} was written by another model '
+        'and cannot be resumed with this config. Differences:\n  '
+        + '\n  '.join(differences)
+        + '\nUse a new --workdir, or restore the config it was trained with '
+        '(its config.json).')
+  items = {STATE: ocp.args.StandardRestore(abstract_state)}
+  if data_iterator is not None:
+    items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
+  restored = manager.restore(step, args=ocp.args.Composite(**items))
+  return restored[STATE]

@@ -1,0 +1,93 @@
+"""Where training metrics go: metrics.jsonl, TensorBoard event files (via
+tensorboardX, no TensorFlow at run time) and a progress line in the log."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Mapping
+
+from absl import logging
+
+
+def truncate_jsonl(path: str, last_step: int) -> int:
+  """Drops records with step > last_step (they will be logged again when a
+  resumed run replays those steps). Returns how many were dropped."""
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    lines = [l for l in f if l.strip()]
+  keep = [l for l in lines if json.loads(l).get('step', 0) <= last_step]
+  if len(keep) != len(lines):
+    with open(path + '.tmp', 'w') as f:
+      f.writelines(keep)
+    os.replace(path + '.tmp', path)
+  return len(lines) - len(keep)
+
+
+class MetricWriter:
+  """Appends {'step': s, name: value, ...} to metrics.jsonl and TensorBoard.
+
+  Only process 0 writes. `start_step` is the step training resumes from:
+  records after it are removed, and TensorBoard purges later events.
+  """
+
+  def __init__(self, workdir: str, start_step: int = 0, enabled: bool = True):
+    self._enabled = enabled
+    self._path = os.path.join(workdir, 'metrics.jsonl')
+    self._tb = None
+    if not enabled:
+      return
+    dropped = truncate_jsonl(self._path, start_step)
+    if dropped:
+      logging.info('Dropped %d metric records after step %d (replayed on '
+                   'resume).', dropped, start_step)
+    try:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(logdir=workdir, purge_step=start_step + 1
+                               if start_step else None)
+    except ImportError:
+      logging.warning('tensorboardX is not installed: no event files.')
+
+  def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    if not self._enabled:
+      return
+    record = {'step': int(step), **{k: float(v) for k, v in metrics.items()}}
+    with open(self._path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    if self._tb is not None:
+      for name, value in metrics.items():
+        self._tb.add_scalar(name, float(value), int(step))
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+      self._tb.close()
+
+
+class Progress:
+  """steps/s and ETA, measured between calls (compilation excluded)."""
+
+  def __init__(self, total_steps: int):
+    self.total = total_steps
+    self._t0 = None
+    self._step0 = 0
+
+  def start(self, step: int) -> None:
+    self._t0, self._step0 = time.perf_counter(), step
+
+  def line(self, step: int) -> tuple[str, float]:
+    elapsed = time.perf_counter() - (self._t0 or time.perf_counter())
+    rate = (step - self._step0) / elapsed if elapsed > 0 else 0.0
+    eta = (self.total - step) / rate if rate > 0 else float('nan')
+    pct = 100.0 * step / max(self.total, 1)
+    return (f'step {step}/{self.total} ({pct:.0f}%) | {rate:.2f} steps/s | '
+            f'ETA {_hms(eta)}'), rate
+
+
+def _hms(seconds: float) -> str:
+  if seconds != seconds:  # NaN
+    return '?'
+  seconds = int(seconds)
+  return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'

@@ -1,0 +1,243 @@
+"""CVQVAE (paper 2.1): E_phi, C_phi, the codebook, the tokens and D_theta.
+
+Shapes: images are (B, S, S, C) in [-1, 1]; y is (B, L, 2) (one-hot or
+relaxed) for L labels; z_e and z_q are (B, N_z, N_z, D).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cvqvae_jax import objectives
+from cvqvae_jax.models import layers
+
+POSTERIORS = ('softmax', 'argmin')
+
+
+class Encoder(nn.Module):
+  """E_phi: x and the y-tokens -> a (B, N, N, out_features) map.
+
+  Five residual blocks; the first log2(S / N) downsample. Each block's input
+  is concatenated with one token channel per label at its resolution.
+  """
+  widths: Sequence[int]
+  latent_grid: int
+  out_features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
+    size = x.shape[1]
+    num_down = layers.num_resamplings(size, self.latent_grid, 'encoder')
+    if num_down > len(self.widths):
+      raise ValueError(
+          f'encoder: {len(self.widths)} blocks cannot reduce {size} px to '
+          f'N_z = {self.latent_grid}.')
+    h, res = x, size
+    for i, width in enumerate(self.widths):
+      tokens = layers.LabelTokens((res, res), name=f'tokens_{i}')(y)
+      h = jnp.concatenate([h, tokens.astype(h.dtype)], axis=-1)
+      down = i < num_down
+      h = layers.ResBlock(width, 'down' if down else 'none',
+                          name=f'block_{i}')(h)
+      res = res // 2 if down else res
+    h = layers.leaky_relu(h)
+    return nn.Conv(self.out_features, (1, 1), name='to_latent')(h)
+
+
+class FeatureNet(nn.Module):
+  """C_phi: x -> per label, the logits of q(y|x) and the features c.
+
+  Five residual blocks down to 4x4, then one dense layer.
+  Returns (logits (B, L, 2), c: tuple of L arrays (B, n_l)).
+  """
+  widths: Sequence[int]
+  feature_sizes: Sequence[int]
+
+  @nn.compact
+  def __call__(self, x: jax.Array):
+    num_down = layers.num_resamplings(x.shape[1], 4, 'feature net')
+    if num_down > len(self.widths):
+      raise ValueError(f'feature net: {len(self.widths)} blocks cannot reduce '
+                       f'{x.shape[1]} px to 4x4.')
+    h = x
+    for i, width in enumerate(self.widths):
+      h = layers.ResBlock(width, 'down' if i < num_down else 'none',
+                          name=f'block_{i}')(h)
+    h = layers.leaky_relu(h).reshape(x.shape[0], -1)
+    num_labels = len(self.feature_sizes)
+    out = nn.Dense(2 * num_labels + sum(self.feature_sizes), name='head')(h)
+    logits = out[:, :2 * num_labels].reshape(-1, num_labels, 2)
+    c, offset = [], 2 * num_labels
+    for n in self.feature_sizes:
+      c.append(out[:, offset:offset + n])
+      offset += n
+    return logits, tuple(c)
+
+
+class Codebook(nn.Module):
+  """The embedding space: K vectors e_k in R^D (paper 2.1, [18])."""
+  num_codes: int
+  code_dim: int
+
+  def setup(self):
+    bound = 1.0 / self.num_codes  # VQ-VAE's uniform(-1/K, 1/K) init.
+    self.embedding = self.param(
+        'embedding',
+        lambda key, shape: jax.random.uniform(key, shape, jnp.float32,
+                                              -bound, bound),
+        (self.num_codes, self.code_dim))
+
+  def logits(self, z_e: jax.Array) -> jax.Array:
+    """-||z_e - e_k|| (the Euclidean norm, Eq. 4): (..., D) -> (..., K)."""
+    e = self.embedding
+    d2 = (jnp.sum(jnp.square(z_e), -1, keepdims=True)
+          - 2.0 * z_e @ e.T + jnp.sum(jnp.square(e), -1))
+    # The floor keeps the sqrt's gradient finite when z_e sits on a code.
+    return -jnp.sqrt(jnp.maximum(d2, 1e-10))
+
+  def lookup(self, index: jax.Array) -> jax.Array:
+    return jnp.take(self.embedding, index, axis=0)
+
+  def __call__(self, weights: jax.Array) -> jax.Array:
+    """Mixture sum_k w_k e_k for (relaxed) one-hot weights (..., K)."""
+    return weights @ self.embedding
+
+
+class Decoder(nn.Module):
+  """D_theta: [flatten(z), scalar tokens, f(y, c)] -> image.
+
+  One dense layer to 4x4 x widths[0], then five residual blocks with y-tokens
+  (the last log2(S / 4) upsample, so that below 128 px the extra blocks run
+  at 4x4, where they are cheap), a 1x1 conv and tanh. With `style`, the
+  blocks use AdaIN (CGVAE's decoder).
+  """
+  widths: Sequence[int]
+  image_size: int
+  channels: int
+
+  @nn.compact
+  def __call__(self, z_flat: jax.Array, y: jax.Array, f: jax.Array,
+               style: jax.Array | None = None) -> jax.Array:
+    num_up = layers.num_resamplings(self.image_size, 4, 'decoder')
+    if num_up > len(self.widths):
+      raise ValueError(f'decoder: {len(self.widths)} blocks cannot grow 4x4 '
+                       f'to {self.image_size} px.')
+    scalar = layers.LabelTokens((), name='scalar_tokens')(y)
+    h = jnp.concatenate([z_flat, scalar.astype(z_flat.dtype), f], axis=-1)
+    h = nn.Dense(16 * self.widths[0], name='dense')(h)
+    h = h.reshape(-1, 4, 4, self.widths[0])
+    res = 4
+    for i, width in enumerate(self.widths):
+      tokens = layers.LabelTokens((res, res), name=f'tokens_{i}')(y)
+      h = jnp.concatenate([h, tokens.astype(h.dtype)], axis=-1)
+      up = i >= len(self.widths) - num_up
+      h = layers.ResBlock(width, 'up' if up else 'none', name=f'block_{i}')(
+          h, style)
+      res = res * 2 if up else res
+    h = layers.leaky_relu(h)
+    return jnp.tanh(nn.Conv(self.channels, (1, 1), name='to_image')(h))
+
+
+class CVQVAE(nn.Module):
+  """The whole model; also variants A (posterior='argmin', no features),
+  B (no features) and C/E (this, with features) of paper 2.4.
+
+  Attributes mirror `config.model`; `feature_kinds` holds one of
+  'presence'/'both' per label (their count is the number of labels L).
+  """
+  image_size: int
+  channels: int
+  feature_kinds: Sequence[str]
+  encoder_widths: Sequence[int]
+  feature_widths: Sequence[int]
+  decoder_widths: Sequence[int]
+  latent_grid: int = 8          # N_z
+  num_codes: int = 512          # K
+  code_dim: int = 16            # D
+  num_features: int = 16        # N_c
+  use_features: bool = True     # False for variants A and B
+  posterior: str = 'softmax'    # Eq. 4; 'argmin' is VQ-VAE's (variant A)
+  straight_through: str = 'copy'
+
+  def setup(self):
+    if self.posterior not in POSTERIORS:
+      raise ValueError(f'posterior must be one of {POSTERIORS}.')
+    if self.straight_through not in objectives.STRAIGHT_THROUGH_MODES:
+      raise ValueError(f'straight_through must be one of '
+                       f'{objectives.STRAIGHT_THROUGH_MODES}.')
+    self.feature_net = FeatureNet(self.feature_widths, self.feature_sizes)
+    self.encoder = Encoder(self.encoder_widths, self.latent_grid,
+                           self.code_dim)
+    self.codebook = Codebook(self.num_codes, self.code_dim)
+    self.decoder = Decoder(self.decoder_widths, self.image_size, self.channels)
+
+  @property
+  def feature_sizes(self) -> tuple[int, ...]:
+    if not self.use_features:
+      return tuple(0 for _ in self.feature_kinds)
+    return tuple(layers.feature_size(k, self.num_features)
+                 for k in self.feature_kinds)
+
+  def classify(self, x: jax.Array):
+    """C_phi: (logits of q(y|x) (B, L, 2), c tuple)."""
+    return self.feature_net(x)
+
+  def features(self, y: jax.Array, c: Sequence[jax.Array]) -> jax.Array:
+    """f(y, c) of every label, concatenated: (B, sum n_l)."""
+    parts = [layers.combine_features(y[:, l, 1], c_l, kind)
+             for l, (c_l, kind) in enumerate(zip(c, self.feature_kinds))]
+    return jnp.concatenate(parts, axis=-1)
+
+  def decode(self, z_q: jax.Array, y: jax.Array,
+             c: Sequence[jax.Array]) -> jax.Array:
+    """D_theta(z_q, y, f(y, c)) -> (B, S, S, C)."""
+    return self.decoder(z_q.reshape(z_q.shape[0], -1), y, self.features(y, c))
+
+  def encode(self, x: jax.Array, y: jax.Array):
+    """Most likely codes at test time: (z_index (B, N, N), z_q)."""
+    z_logits = self.codebook.logits(self.encoder(x, y))
+    z_index = jnp.argmax(z_logits, axis=-1)
+    return z_index, self.codebook.lookup(z_index)
+
+  def __call__(self, x: jax.Array, labels: jax.Array, labelled: jax.Array, *,
+               train: bool, y_temperature: Any = 1.0,
+               z_temperature: Any = 1.0) -> dict[str, Any]:
+    """One pass. labels, labelled: (B, L). With train=True the 'gumbel' rng
+    samples y for unlabelled examples and z from q(z|x,y); otherwise y is the
+    most likely label and z the most likely code."""
+    logits_y, c = self.classify(x)
+    if train:
+      y = objectives.semi_supervised_labels(
+          self.make_rng('gumbel'), logits_y, labels, labelled, y_temperature)
+    else:
+      y = jax.nn.one_hot(jnp.argmax(logits_y, -1), 2, dtype=x.dtype)
+
+    z_e = self.encoder(x, y)
+    z_logits = self.codebook.logits(z_e)
+    if self.posterior == 'argmin' or not train:
+      noisy = z_logits
+    else:
+      noisy = z_logits + objectives.gumbel_noise(
+          self.make_rng('gumbel'), z_logits.shape, z_logits.dtype)
+    z_index = jnp.argmax(noisy, axis=-1)
+    z_code = self.codebook.lookup(z_index)
+    if self.straight_through == 'gumbel' and self.posterior == 'softmax':
+      soft = jax.nn.softmax(noisy / z_temperature, axis=-1)
+      hard = jax.nn.one_hot(z_index, self.num_codes, dtype=soft.dtype)
+      z_q = self.codebook(objectives.straight_through(hard, soft))
+    else:  # VQ-VAE's copy: forward e[index], gradient of z_q goes to z_e.
+      z_q = objectives.straight_through(z_code, z_e)
+
+    if self.posterior == 'argmin':
+      # VQ-VAE's posterior is one-hot: its KL to Uniform(K) is the constant
+      # log K per position, with no gradient (variant A).
+      z_logits = jnp.where(jax.nn.one_hot(z_index, self.num_codes) > 0, 0.0,
+                           -jnp.inf)
+    x_hat = self.decode(z_q, y, c)
+    return dict(logits_y=logits_y, c=c, y=y, z_e=z_e, z_logits=z_logits,
+                z_index=z_index, z_code=z_code, z_q=z_q, x_hat=x_hat)
+

@@ -1,0 +1,132 @@
+"""Building blocks shared by every model: residual blocks, label tokens, AdaIN
+and the feature combination f(y, c) (paper section 2.1)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+FEATURE_COMBINATIONS = ('presence', 'both')
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+  return nn.leaky_relu(x, negative_slope=0.2)
+
+
+def avg_pool2(x: jax.Array) -> jax.Array:
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+def upsample2(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour x2 upsampling of a (B, H, W, C) map."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def num_resamplings(image_size: int, target: int, what: str) -> int:
+  """How many x2 resamplings take `image_size` to `target` (both powers of 2)."""
+  ratio = image_size // max(target, 1)
+  if target <= 0 or image_size % target or ratio & (ratio - 1):
+    raise ValueError(
+        f'{what}: image size {image_size} is not a power-of-two multiple of '
+        f'{target}.')
+  return int(math.log2(ratio))
+
+
+class AdaIN(nn.Module):
+  """Adaptive instance norm (JDVAE): (1 + gamma(s)) * IN(x) + beta(s)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, style: jax.Array) -> jax.Array:
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)
+    x = (x - mean) * jax.lax.rsqrt(var + 1e-5)
+    gamma, beta = jnp.split(nn.Dense(2 * x.shape[-1])(style), 2, axis=-1)
+    return (1 + gamma[:, None, None, :]) * x + beta[:, None, None, :]
+
+
+class ResBlock(nn.Module):
+  """Pre-activation residual block of JDVAE / StarGAN-v2 (no normalisation).
+
+  resample: 'down' average-pools by 2 after the first conv; 'up' resizes
+  (nearest, x2) first; 'none' keeps the resolution. With a `style` vector the
+  activations are preceded by AdaIN (CGVAE's decoder, paper 2.4).
+  Output = (shortcut + residual) / sqrt(2).
+  """
+  features: int
+  resample: str = 'none'
+
+  @nn.compact
+  def __call__(self, x: jax.Array, style: jax.Array | None = None) -> jax.Array:
+    if self.resample not in ('down', 'up', 'none'):
+      raise ValueError(f'resample must be down, up or none: {self.resample!r}')
+    in_features = x.shape[-1]
+    norm = (lambda h, name: h) if style is None else (
+        lambda h, name: AdaIN(name=name)(h, style))
+
+    h = leaky_relu(norm(x, 'adain_1'))
+    if self.resample == 'up':
+      h = upsample2(h)
+      h = nn.Conv(self.features, (3, 3), name='conv_1')(h)
+    else:
+      h = nn.Conv(in_features, (3, 3), name='conv_1')(h)
+      if self.resample == 'down':
+        h = avg_pool2(h)
+    h = leaky_relu(norm(h, 'adain_2'))
+    h = nn.Conv(self.features, (3, 3), name='conv_2')(h)
+
+    shortcut = x
+    if self.resample == 'up':
+      shortcut = upsample2(shortcut)
+    if in_features != self.features:
+      shortcut = nn.Conv(self.features, (1, 1), use_bias=False,
+                         name='shortcut')(shortcut)
+    if self.resample == 'down':
+      shortcut = avg_pool2(shortcut)
+    return (shortcut + h) / math.sqrt(2.0)
+
+
+class LabelTokens(nn.Module):
+  """Learnable tokens selected by the value of each label (paper 2.1).
+
+  Holds a table of shape (L, 2, *shape): for every label and every value of it
+  one token (a single-channel image of `shape`, or a scalar when shape is ()).
+  Given y of shape (B, L, 2) (one-hot, or a relaxed sample), returns the
+  y-weighted mixture: (B, *shape, L), one channel per label.
+  """
+  shape: Sequence[int] = ()
+
+  @nn.compact
+  def __call__(self, y: jax.Array) -> jax.Array:
+    table = self.param('table', nn.initializers.normal(1.0),
+                       (y.shape[1], 2, *self.shape))
+    return jnp.einsum('blv,lv...->b...l', y.astype(table.dtype), table)
+
+
+def combine_features(y1: jax.Array, c: jax.Array, kind: str) -> jax.Array:
+  """f(y, c) for one label (paper 2.1, last paragraph).
+
+  y1: (B,) probability (or indicator) of y = 1; c: (B, n).
+  'presence': f = y * c (null when y = 0); 'both': c = [c0, c1] and
+  f = [(1 - y) c0, y c1].
+  """
+  y1 = y1[:, None].astype(c.dtype)
+  if kind == 'presence':
+    return y1 * c
+  if kind == 'both':
+    c0, c1 = jnp.split(c, 2, axis=-1)
+    return jnp.concatenate([(1 - y1) * c0, y1 * c1], axis=-1)
+  raise ValueError(
+      f'Unknown feature combination {kind!r}; expected one of '
+      f'{FEATURE_COMBINATIONS}.')
+
+
+def feature_size(kind: str, num_features: int) -> int:
+  """Size of c for one label: N_c for 'presence', 2 N_c for 'both'."""
+  if kind not in FEATURE_COMBINATIONS:
+    raise ValueError(f'Unknown feature combination {kind!r}; expected one of '
+                     f'{FEATURE_COMBINATIONS}.')
+  return 2 * num_features if kind == 'both' else num_features

@@ -1,0 +1,94 @@
+"""A picture at the end of training: reconstructions and label swaps.
+
+Writes `samples.png`: inputs and their reconstructions, then for each label
+the paper's swap (fake+ = z_0, c_1, y = 1; fake- = z_1, c_0, y = 0), with the
+ideal swap rendered from the generator's factors on the procedural benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+from PIL import Image, ImageDraw
+
+from cvqvae_jax import manipulate
+from cvqvae_jax.data import pipeline
+from cvqvae_jax.data import procedural
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """[-1, 1] float (..., H, W, C) -> uint8 RGB (grey is repeated)."""
+  images = np.asarray(images, np.float32)
+  if images.shape[-1] == 1:
+    images = np.repeat(images, 3, axis=-1)
+  return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(rows: Sequence[tuple[str, np.ndarray]], scale: int = 1,
+               label_width: int = 120, pad: int = 2) -> Image.Image:
+  """A grid with one titled row per (title, images (N, H, W, C))."""
+  n = max(len(imgs) for _, imgs in rows)
+  h, w = rows[0][1].shape[1] * scale, rows[0][1].shape[2] * scale
+  canvas = Image.new('RGB', (label_width + n * (w + pad), len(rows) * (h + pad)),
+                     'white')
+  draw = ImageDraw.Draw(canvas)
+  for r, (title, imgs) in enumerate(rows):
+    y0 = r * (h + pad)
+    draw.text((4, y0 + h // 2 - 6), title, fill='black')
+    for i, img in enumerate(to_uint8(imgs)):
+      tile = Image.fromarray(img).resize((w, h), Image.NEAREST)
+      canvas.paste(tile, (label_width + i * (w + pad), y0))
+  return canvas
+
+
+def _test_examples(config, count: int) -> dict:
+  batches = []
+  for batch in pipeline.create_eval_dataset(config, 'test', batch_size=count):
+    batches.append(batch)
+    break
+  return batches[0]
+
+
+def write_preview(workdir: str, model, params, config, num: int = 8,
+                  pool: int = 200) -> str:
+  """Writes `workdir/samples.png` and returns its path."""
+  batch = _test_examples(config, pool)
+  x, labels = batch['image'], batch['label']
+  scale = max(1, 96 // x.shape[1])
+  recon = manipulate.decode(model, params,
+                            manipulate.encode(model, params, x[:num]))
+  rows = [('input', x[:num]), ('reconstruction', np.asarray(recon))]
+  for l, name in enumerate(config.data.labels):
+    i0 = np.flatnonzero(labels[:, l] == 0)[:num]
+    i1 = np.flatnonzero(labels[:, l] == 1)[:num]
+    k = min(len(i0), len(i1))
+    i0, i1 = i0[:k], i1[:k]
+    if not k:
+      continue
+    codes0 = manipulate.encode(model, params, x[i0], labels[i0])
+    codes1 = manipulate.encode(model, params, x[i1], labels[i1])
+    plus = manipulate.decode(model, params,
+                             manipulate.swap_label(codes0, codes1, l))
+    minus = manipulate.decode(model, params,
+                              manipulate.swap_label(codes1, codes0, l))
+    rows += [(f'x ({name}=0)', x[i0]), (f'x ({name}=1)', x[i1]),
+             (f'fake+ {name}', np.asarray(plus))]
+    if 'factors' in batch:
+      rows.append((f'ideal+ {name}', _ideal(batch, i0, i1, name, x.shape[1])))
+    rows.append((f'fake- {name}', np.asarray(minus)))
+    if 'factors' in batch:
+      rows.append((f'ideal- {name}', _ideal(batch, i1, i0, name, x.shape[1])))
+  path = os.path.join(workdir, 'samples.png')
+  image_grid(rows, scale=scale).save(path)
+  return path
+
+
+def _ideal(batch, base_idx, donor_idx, label, size) -> np.ndarray:
+  factors = procedural.unstack_factors(jax.tree.map(np.asarray,
+                                                    batch['factors']))
+  return np.stack([
+      procedural.render_ideal_swap(factors[b], factors[d], label, size)
+      for b, d in zip(base_idx, donor_idx)])

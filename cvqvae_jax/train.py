@@ -1,0 +1,291 @@
+"""Training: the pure, jit-compiled train step and the loop around it.
+
+Reads top to bottom as in the flax examples: create_model, create_train_state,
+loss_fn, train_step, eval_step, then train_and_evaluate.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from typing import Any
+
+from absl import logging
+import flax
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from cvqvae_jax import checkpointing
+from cvqvae_jax import metric_writers
+from cvqvae_jax import objectives
+from cvqvae_jax import previews
+from cvqvae_jax import sharding
+from cvqvae_jax.data import pipeline
+from cvqvae_jax.models import create_model as _create_model
+
+LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
+              'commitment')
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss term became NaN or Inf."""
+
+
+TrainState = train_state.TrainState
+
+
+def create_model(config: ml_collections.ConfigDict, image_shape):
+  return _create_model(config.model, image_size=image_shape[0],
+                       channels=image_shape[-1],
+                       feature_kinds=pipeline.label_kinds(config))
+
+
+def model_description(config, image_shape) -> dict[str, Any]:
+  """What must match for a checkpoint to be resumed with this config."""
+  return {'model': config.model.to_dict(), 'image_shape': list(image_shape),
+          'labels': list(config.data.labels)}
+
+
+def create_train_state(rng, *, model, tx, image_shape,
+                       num_labels: int) -> TrainState:
+  x = jnp.zeros((1, *image_shape), jnp.float32)
+  labels = jnp.zeros((1, num_labels), jnp.int32)
+  params_rng, gumbel_rng = jax.random.split(rng)
+  variables = model.init({'params': params_rng, 'gumbel': gumbel_rng}, x,
+                         labels, labels > 0, train=True)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           tx=tx)
+
+
+def temperatures(step, objective) -> tuple[jax.Array, jax.Array]:
+  """(y temperature, z temperature) at `step`."""
+  y_t = objectives.temperature_schedule(
+      step, objective.y_temperature_start, objective.y_temperature_end,
+      objective.y_temperature_anneal_steps)
+  z_t = objectives.temperature_schedule(
+      step, objective.z_temperature_start, objective.z_temperature_end,
+      objective.z_temperature_anneal_steps)
+  return y_t, z_t
+
+
+def loss_fn(params, batch, rng, step, *, model, objective):
+  """The CVQVAE objective (objectives.py) and its terms, logged separately."""
+  y_t, z_t = temperatures(step, objective)
+  out = model.apply({'params': params}, batch['image'], batch['label'],
+                    batch['labelled'], train=True, y_temperature=y_t,
+                    z_temperature=z_t, rngs={'gumbel': rng})
+  terms = {
+      'reconstruction': objectives.reconstruction_loss(batch['image'],
+                                                       out['x_hat']),
+      'kl': objectives.kl_loss(out['z_logits']),
+      'classification': objectives.classification_loss(
+          out['logits_y'], batch['label'], batch['labelled']),
+  }
+  terms['codebook'], terms['commitment'] = objectives.codebook_losses(
+      out['z_e'], out['z_code'])
+  terms['loss'] = (terms['reconstruction'] + objective.beta * terms['kl']
+                   + objective.alpha * terms['classification']
+                   + terms['codebook']
+                   + objective.commitment * terms['commitment'])
+  correct = jnp.argmax(out['logits_y'], -1) == batch['label']
+  labelled = batch['labelled'].astype(jnp.float32)
+  terms['label_accuracy'] = (jnp.sum(correct * labelled)
+                             / jnp.maximum(labelled.sum(), 1.0))
+  terms['code_perplexity'] = objectives.code_perplexity(out['z_index'],
+                                                        model.num_codes)
+  terms['y_temperature'] = y_t
+  return terms['loss'], terms
+
+
+def train_step(state: TrainState, batch, rng, *, model, objective):
+  """One Adam step on one global batch. Returns (state, metrics)."""
+  rng = jax.random.fold_in(rng, state.step)
+  grad_fn = jax.value_and_grad(
+      functools.partial(loss_fn, model=model, objective=objective),
+      has_aux=True)
+  (_, metrics), grads = grad_fn(state.params, batch, rng, state.step)
+  metrics['grad_norm'] = optax.global_norm(grads)
+  return state.apply_gradients(grads=grads), metrics
+
+
+def eval_step(params, batch, *, model):
+  """Sums over a batch: correct labels per label, squared error, count."""
+  out = model.apply({'params': params}, batch['image'], batch['label'],
+                    batch['labelled'], train=False)
+  correct = jnp.argmax(out['logits_y'], -1) == batch['label']
+  sq_err = jnp.mean(jnp.square(out['x_hat'] - batch['image']), axis=(1, 2, 3))
+  return {'correct': correct.sum(0), 'squared_error': sq_err.sum(),
+          'count': jnp.asarray(batch['image'].shape[0], jnp.float32)}
+
+
+def evaluate(params, model, config) -> dict[str, float]:
+  """Held-out accuracy of argmax q(y|x) per label and reconstruction MSE."""
+  step = jax.jit(functools.partial(eval_step, model=model))
+  totals = None
+  seen = 0
+  for batch in pipeline.create_eval_dataset(config, 'test',
+                                            keep_factors=False):
+    if seen >= config.eval.num_examples:
+      break
+    batch = {k: batch[k] for k in ('image', 'label', 'labelled')}
+    sums = jax.device_get(step(params, batch))
+    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+    seen += len(batch['image'])
+  results = {'eval_reconstruction_mse': totals['squared_error'] /
+             totals['count']}
+  for name, correct in zip(config.data.labels, totals['correct']):
+    results[f'eval_accuracy_{name}'] = correct / totals['count']
+  return {k: float(v) for k, v in results.items()}
+
+
+def _check_finite(history: list[tuple[int, dict]], manager) -> None:
+  """Raises NonFiniteLossError naming the first step and term that is not
+  finite; the last good checkpoint stays on disk."""
+  for step, metrics in history:
+    for name in LOSS_TERMS:
+      value = float(metrics[name])
+      if not math.isfinite(value):
+        manager.wait_until_finished()
+        raise NonFiniteLossError(
+            f'Loss term {name!r} is {value} at step {step}. Training stopped; '
+            f'the last good checkpoint is step {manager.latest_step()} in '
+            f'{manager.directory}.')
+
+
+def _write_config(workdir: str, config) -> None:
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def _build(config: ml_collections.ConfigDict):
+  """Mesh, model, state initialiser and the state's abstract shape with
+  shardings (for jit and for restoring checkpoints)."""
+  mesh = sharding.create_mesh(config.mesh_shape, config.mesh_axes)
+  sharding.check_batch_size(config.batch_size, mesh)
+  image_shape = tuple(pipeline.create_source(config.data, 'train')[0]
+                      ['image'].shape)
+  model = create_model(config, image_shape)
+  init = functools.partial(create_train_state, model=model,
+                           tx=optax.adam(config.learning_rate),
+                           image_shape=image_shape,
+                           num_labels=len(config.data.labels))
+  abstract_state = jax.eval_shape(init, jax.random.key(0))
+  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh),
+                                abstract_state)
+  abstract_state = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      abstract_state, state_sharding)
+  return mesh, model, init, abstract_state, state_sharding, image_shape
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, float]:
+  """Trains (or resumes) in `workdir`; returns the final held-out metrics."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  mesh, model, init, abstract_state, state_sharding, image_shape = _build(
+      config)
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state = jax.jit(init, out_shardings=state_sharding)(init_rng)
+  logging.info('Parameters: %s', _param_overview(state.params))
+
+  train_iter = iter(pipeline.create_train_dataset(config))
+  manager = checkpointing.create_manager(workdir,
+                                         config.max_checkpoints_to_keep)
+  description = model_description(config, image_shape)
+  if manager.latest_step() is not None:
+    state = checkpointing.restore(manager, abstract_state, train_iter,
+                                  description)
+    logging.info('Resumed from %s at step %d.', manager.directory,
+                 int(state.step))
+  start_step = int(state.step)
+  if is_chief:
+    _write_config(workdir, config)
+  writer = metric_writers.MetricWriter(workdir, start_step, enabled=is_chief)
+
+  batch_sharding = sharding.batch_sharding(mesh)
+  p_train_step = jax.jit(
+      functools.partial(train_step, model=model, objective=config.objective),
+      in_shardings=(state_sharding, batch_sharding,
+                    sharding.replicated(mesh)),
+      out_shardings=(state_sharding, sharding.replicated(mesh)),
+      donate_argnums=0)
+
+  progress = metric_writers.Progress(config.num_train_steps)
+  history: list[tuple[int, dict]] = []
+  last_rate = 0.0
+  for step in range(start_step + 1, config.num_train_steps + 1):
+    batch = sharding.put_batch(next(train_iter), batch_sharding)
+    state, metrics = p_train_step(state, batch, step_rng)
+    history.append((step, metrics))
+    if step == start_step + 1:
+      progress.start(step)  # Rates exclude compilation.
+    is_last = step == config.num_train_steps
+    if step % config.log_every_steps == 0 or is_last:
+      history = jax.device_get(history)
+      _check_finite(history, manager)
+      summary = {k: float(np.mean([m[k] for _, m in history]))
+                 for k in history[-1][1]}
+      line, last_rate = progress.line(step)
+      summary['steps_per_second'] = last_rate
+      writer.write(step, summary)
+      logging.info('%s | loss %.4f | recon %.4f | kl %.1f | class %.4f | '
+                   'acc %.3f', line, summary['loss'],
+                   summary['reconstruction'], summary['kl'],
+                   summary['classification'], summary['label_accuracy'])
+      history = []
+    if step % config.checkpoint_every_steps == 0 or is_last:
+      _check_finite(jax.device_get(history), manager)
+      checkpointing.save(manager, step, state, train_iter, description)
+  manager.wait_until_finished()
+
+  results = evaluate(state.params, model, config)
+  results['steps_per_second'] = last_rate
+  if is_chief:
+    writer.write(int(state.step), results)
+    path = previews.write_preview(workdir, model, state.params, config)
+    logging.info('Wrote %s', path)
+  writer.close()
+  logging.info('Held-out: %s', json.dumps(results))
+  return results
+
+
+def run_offline(mode: str, config: ml_collections.ConfigDict,
+                workdir: str) -> dict[str, Any]:
+  """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
+  workdir = os.path.abspath(workdir)
+  manager = checkpointing.create_manager(workdir,
+                                         config.max_checkpoints_to_keep)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(
+        f'No checkpoint in {manager.directory}: train first with --mode=train '
+        'and the same --workdir.')
+  _, model, _, abstract_state, _, image_shape = _build(config)
+  state = checkpointing.restore(manager, abstract_state, None,
+                                model_description(config, image_shape))
+  if mode == 'evaluate':
+    results = evaluate(state.params, model, config)
+    print(json.dumps({'step': int(state.step), **results}, indent=2))
+    return results
+  if mode == 'figures':
+    os.makedirs(os.path.join(workdir, 'figures'), exist_ok=True)
+    path = previews.write_preview(os.path.join(workdir, 'figures'), model,
+                                  state.params, config)
+    print(f'Wrote {path}')
+    return {'samples': path}
+  raise ValueError(f'Unknown mode {mode!r}.')
+
+
+def _param_overview(params) -> str:
+  sizes = {k: sum(x.size for x in jax.tree.leaves(v))
+           for k, v in flax.core.unfreeze(params).items()}
+  total = sum(sizes.values())
+  return f'{total:,} in all: ' + ', '.join(f'{k} {v:,}'
+                                         for k, v in sizes.items())
