@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0                       # parameters and the step RNG
   config.batch_size = 32                # paper 3: batch 32
   config.num_train_steps = 6000
-  config.learning_rate = 1e-4           # paper 3: Adam, lr 1e-4
+  config.learning_rate = 1e-3           # paper 3: 1e-4; see docs/results.md
   config.log_every_steps = 100          # metrics.jsonl, TensorBoard, progress
   config.checkpoint_every_steps = 1000  # orbax checkpoint interval
   config.max_checkpoints_to_keep = 2
@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.latent_grid = 8                 # N_z (paper 3: 8)
   model.num_codes = 128                 # K (paper 3: 512)
   model.code_dim = 16                   # D (paper 3: 16)
-  model.num_features = 16               # N_c (paper 3: 16)
+  model.num_features = 4                # N_c (paper 3: 16)
   # f(y, c) per label (2.1): 'presence' (c only when y = 1) or 'both'.
   model.feature_combination = ml_collections.ConfigDict(
       {'glasses': 'presence', 'smile': 'both', 'beard': 'presence',
@@ -58,6 +58,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Gradient path through the z sample (DESIGN 3): 'copy' (VQ-VAE
   # straight-through, paper 2.3) or 'gumbel' (through the soft weights).
   model.straight_through = 'copy'
+  # Codebook init (docs/objective.md): 'normal' N(0, I) or VQ-VAE's 'uniform'.
+  model.codebook_init = 'normal'
+  model.codebook_init_scale = 1.0       # std of the 'normal' init
+  # Codes the codebook/commitment terms use: 'sample' (z_q, paper 2.3) or
+  # 'nearest' (VQ-VAE's argmin, [18]).
+  model.vq_target = 'nearest'
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)

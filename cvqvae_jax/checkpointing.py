@@ -22,7 +22,12 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           create=True))
+                                           create=True),
+      # Named handlers let item_metadata() read a checkpoint's parameter
+      # shapes before anything is restored.
+      item_handlers={STATE: ocp.StandardCheckpointHandler(),
+                     DATA: grain.checkpoint.CheckpointHandler(),
+                     MODEL: ocp.JsonCheckpointHandler()})
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
@@ -58,12 +63,23 @@ def describe_differences(saved: Mapping[str, Any],
   return lines
 
 
+def _path_str(path) -> str:
+  """'params/encoder/block_0/...' whatever the key types (a saved tree has
+  dict keys where the live state has attributes and tuples)."""
+  parts = []
+  for key in path:
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+  return '/'.join(parts)
+
+
 def shape_mismatches(saved: Any, expected: Any) -> list[str]:
   """Parameter paths whose shapes differ, or that only one tree holds."""
   def shapes(tree):
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(p): tuple(getattr(v, 'shape', ()))
-            for p, v in leaves}
+    return {_path_str(p): tuple(getattr(v, 'shape', ())) for p, v in leaves}
   a, b = shapes(saved), shapes(expected)
   lines = []
   for path in sorted(set(a) | set(b)):

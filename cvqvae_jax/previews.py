@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cvqvae_jax import manipulate
+from cvqvae_jax import evaluation
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.data import procedural
 
@@ -44,45 +44,39 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], scale: int = 1,
   return canvas
 
 
-def _test_examples(config, count: int) -> dict:
-  batches = []
-  for batch in pipeline.create_eval_dataset(config, 'test', batch_size=count):
-    batches.append(batch)
-    break
-  return batches[0]
+def write_preview(directory: str, codec, params, config,
+                  num: int = 8, pool: int = 200) -> str:
+  """Writes `directory/samples.png` and returns its path.
 
-
-def write_preview(workdir: str, model, params, config, num: int = 8,
-                  pool: int = 200) -> str:
-  """Writes `workdir/samples.png` and returns its path."""
-  batch = _test_examples(config, pool)
+  codec: an evaluation.Codec (jitted encode/decode of the model).
+  """
+  batch = next(iter(pipeline.create_eval_dataset(config, 'test',
+                                                 batch_size=pool)))
   x, labels = batch['image'], batch['label']
-  scale = max(1, 96 // x.shape[1])
-  recon = manipulate.decode(model, params,
-                            manipulate.encode(model, params, x[:num]))
-  rows = [('input', x[:num]), ('reconstruction', np.asarray(recon))]
+  bs = config.eval.batch_size
+  run = lambda fn, *arrays: evaluation.batched(fn, arrays, bs)
+  recon = run(lambda a: codec.decode(params, codec.encode(params, a, None)),
+              x[:num])
+  rows = [('input', x[:num]), ('reconstruction', recon)]
   for l, name in enumerate(config.data.labels):
     i0 = np.flatnonzero(labels[:, l] == 0)[:num]
     i1 = np.flatnonzero(labels[:, l] == 1)[:num]
     k = min(len(i0), len(i1))
-    i0, i1 = i0[:k], i1[:k]
     if not k:
       continue
-    codes0 = manipulate.encode(model, params, x[i0], labels[i0])
-    codes1 = manipulate.encode(model, params, x[i1], labels[i1])
-    plus = manipulate.decode(model, params,
-                             manipulate.swap_label(codes0, codes1, l))
-    minus = manipulate.decode(model, params,
-                              manipulate.swap_label(codes1, codes0, l))
+    i0, i1 = i0[:k], i1[:k]
+    swap = lambda a, b, la, lb: codec.swap(params, a, b, la, lb, l)  # pylint: disable=cell-var-from-loop
+    plus = run(swap, x[i0], x[i1], labels[i0], labels[i1])
+    minus = run(swap, x[i1], x[i0], labels[i1], labels[i0])
     rows += [(f'x ({name}=0)', x[i0]), (f'x ({name}=1)', x[i1]),
-             (f'fake+ {name}', np.asarray(plus))]
+             (f'fake+ {name}', plus)]
     if 'factors' in batch:
       rows.append((f'ideal+ {name}', _ideal(batch, i0, i1, name, x.shape[1])))
-    rows.append((f'fake- {name}', np.asarray(minus)))
+    rows.append((f'fake- {name}', minus))
     if 'factors' in batch:
       rows.append((f'ideal- {name}', _ideal(batch, i1, i0, name, x.shape[1])))
-  path = os.path.join(workdir, 'samples.png')
-  image_grid(rows, scale=scale).save(path)
+  path = os.path.join(directory, 'samples.png')
+  image_grid(rows, scale=max(1, 96 // x.shape[1])).save(path)
   return path
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import evaluation
 from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
 from cvqvae_jax import previews
@@ -112,36 +113,6 @@ def train_step(state: TrainState, batch, rng, *, model, objective):
   (_, metrics), grads = grad_fn(state.params, batch, rng, state.step)
   metrics['grad_norm'] = optax.global_norm(grads)
   return state.apply_gradients(grads=grads), metrics
-
-
-def eval_step(params, batch, *, model):
-  """Sums over a batch: correct labels per label, squared error, count."""
-  out = model.apply({'params': params}, batch['image'], batch['label'],
-                    batch['labelled'], train=False)
-  correct = jnp.argmax(out['logits_y'], -1) == batch['label']
-  sq_err = jnp.mean(jnp.square(out['x_hat'] - batch['image']), axis=(1, 2, 3))
-  return {'correct': correct.sum(0), 'squared_error': sq_err.sum(),
-          'count': jnp.asarray(batch['image'].shape[0], jnp.float32)}
-
-
-def evaluate(params, model, config) -> dict[str, float]:
-  """Held-out accuracy of argmax q(y|x) per label and reconstruction MSE."""
-  step = jax.jit(functools.partial(eval_step, model=model))
-  totals = None
-  seen = 0
-  for batch in pipeline.create_eval_dataset(config, 'test',
-                                            keep_factors=False):
-    if seen >= config.eval.num_examples:
-      break
-    batch = {k: batch[k] for k in ('image', 'label', 'labelled')}
-    sums = jax.device_get(step(params, batch))
-    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    seen += len(batch['image'])
-  results = {'eval_reconstruction_mse': totals['squared_error'] /
-             totals['count']}
-  for name, correct in zip(config.data.labels, totals['correct']):
-    results[f'eval_accuracy_{name}'] = correct / totals['count']
-  return {k: float(v) for k, v in results.items()}
 
 
 def _check_finite(history: list[tuple[int, dict]], manager) -> None:
@@ -236,7 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       line, last_rate = progress.line(step)
       summary['steps_per_second'] = last_rate
       writer.write(step, summary)
-      logging.info('%s | loss %.4f | recon %.4f | kl %.1f | class %.4f | '
+      logging.info('%s | loss %.4f | recon %.4f | kl %.3g | class %.4f | '
                    'acc %.3f', line, summary['loss'],
                    summary['reconstruction'], summary['kl'],
                    summary['classification'], summary['label_accuracy'])
@@ -246,15 +217,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       checkpointing.save(manager, step, state, train_iter, description)
   manager.wait_until_finished()
 
-  results = evaluate(state.params, model, config)
-  results['steps_per_second'] = last_rate
+  codec = evaluation.Codec(model)
+  results = evaluation.evaluate(state.params, model, config, codec)
   if is_chief:
-    writer.write(int(state.step), results)
-    path = previews.write_preview(workdir, model, state.params, config)
-    logging.info('Wrote %s', path)
+    if int(state.step) > start_step:  # Not again for an already-finished run.
+      writer.write(int(state.step), {**results,
+                                     'steps_per_second': last_rate})
+    preview = previews.write_preview(workdir, codec, state.params, config)
+    print(_summary(workdir, int(state.step), results, preview), flush=True)
   writer.close()
-  logging.info('Held-out: %s', json.dumps(results))
   return results
+
+
+def _summary(workdir: str, step: int, results: dict, preview: str) -> str:
+  lines = [f'Trained to step {step}. Held-out results:']
+  lines += [f'  {k}: {v:.4f}' for k, v in results.items()]
+  lines += [f'Outputs in {workdir}:',
+            '  checkpoints/       orbax checkpoints (resume: run again)',
+            '  config.json        the full config',
+            '  metrics.jsonl      one record per logged step',
+            '  events.out.*       TensorBoard event files',
+            f'  {os.path.basename(preview):18s} reconstructions and swaps']
+  return '\n'.join(lines)
 
 
 def run_offline(mode: str, config: ml_collections.ConfigDict,
@@ -271,13 +255,14 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
   state = checkpointing.restore(manager, abstract_state, None,
                                 model_description(config, image_shape))
   if mode == 'evaluate':
-    results = evaluate(state.params, model, config)
+    results = evaluation.evaluate(state.params, model, config)
     print(json.dumps({'step': int(state.step), **results}, indent=2))
     return results
   if mode == 'figures':
     os.makedirs(os.path.join(workdir, 'figures'), exist_ok=True)
-    path = previews.write_preview(os.path.join(workdir, 'figures'), model,
-                                  state.params, config)
+    path = previews.write_preview(os.path.join(workdir, 'figures'),
+                                  evaluation.Codec(model), state.params,
+                                  config)
     print(f'Wrote {path}')
     return {'samples': path}
   raise ValueError(f'Unknown mode {mode!r}.')

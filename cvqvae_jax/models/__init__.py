@@ -40,4 +40,7 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       use_features=use_features,
       posterior=posterior,
       straight_through=model_config.straight_through,
+      codebook_init=model_config.codebook_init,
+      codebook_init_scale=model_config.codebook_init_scale,
+      vq_target=model_config.vq_target,
   )

@@ -78,18 +78,32 @@ class FeatureNet(nn.Module):
     return logits, tuple(c)
 
 
+CODEBOOK_INITS = ('normal', 'uniform')
+
+
 class Codebook(nn.Module):
-  """The embedding space: K vectors e_k in R^D (paper 2.1, [18])."""
+  """The embedding space: K vectors e_k in R^D (paper 2.1, [18]).
+
+  init_method: 'normal' draws e_k ~ N(0, init_scale^2 I) (torch.nn.Embedding's
+  default at scale 1), so that the distances of Eq. 4 differ by several units
+  from the start; 'uniform' is VQ-VAE's U(-1/K, 1/K), under which q(z|x,y)
+  starts out uniform.
+  """
   num_codes: int
   code_dim: int
+  init_method: str = 'normal'
+  init_scale: float = 1.0
 
   def setup(self):
-    bound = 1.0 / self.num_codes  # VQ-VAE's uniform(-1/K, 1/K) init.
-    self.embedding = self.param(
-        'embedding',
-        lambda key, shape: jax.random.uniform(key, shape, jnp.float32,
-                                              -bound, bound),
-        (self.num_codes, self.code_dim))
+    if self.init_method not in CODEBOOK_INITS:
+      raise ValueError(f'codebook init must be one of {CODEBOOK_INITS}.')
+    bound = 1.0 / self.num_codes
+    initializer = (nn.initializers.normal(self.init_scale)
+                   if self.init_method == 'normal' else
+                   lambda key, shape: jax.random.uniform(
+                       key, shape, jnp.float32, -bound, bound))
+    self.embedding = self.param('embedding', initializer,
+                                (self.num_codes, self.code_dim))
 
   def logits(self, z_e: jax.Array) -> jax.Array:
     """-||z_e - e_k|| (the Euclidean norm, Eq. 4): (..., D) -> (..., K)."""
@@ -162,6 +176,11 @@ class CVQVAE(nn.Module):
   use_features: bool = True     # False for variants A and B
   posterior: str = 'softmax'    # Eq. 4; 'argmin' is VQ-VAE's (variant A)
   straight_through: str = 'copy'
+  codebook_init: str = 'normal'
+  codebook_init_scale: float = 1.0
+  # Which code the codebook and commitment terms pull towards: the 'sample'
+  # that fed the decoder (z_q, paper 2.3) or the 'nearest' one ([18]).
+  vq_target: str = 'sample'
 
   def setup(self):
     if self.posterior not in POSTERIORS:
@@ -172,7 +191,10 @@ class CVQVAE(nn.Module):
     self.feature_net = FeatureNet(self.feature_widths, self.feature_sizes)
     self.encoder = Encoder(self.encoder_widths, self.latent_grid,
                            self.code_dim)
-    self.codebook = Codebook(self.num_codes, self.code_dim)
+    if self.vq_target not in ('sample', 'nearest'):
+      raise ValueError("vq_target must be 'sample' or 'nearest'.")
+    self.codebook = Codebook(self.num_codes, self.code_dim,
+                             self.codebook_init, self.codebook_init_scale)
     self.decoder = Decoder(self.decoder_widths, self.image_size, self.channels)
 
   @property
@@ -237,6 +259,8 @@ class CVQVAE(nn.Module):
       # log K per position, with no gradient (variant A).
       z_logits = jnp.where(jax.nn.one_hot(z_index, self.num_codes) > 0, 0.0,
                            -jnp.inf)
+    if self.vq_target == 'nearest':
+      z_code = self.codebook.lookup(jnp.argmax(z_logits, axis=-1))
     x_hat = self.decode(z_q, y, c)
     return dict(logits_y=logits_y, c=c, y=y, z_e=z_e, z_logits=z_logits,
                 z_index=z_index, z_code=z_code, z_q=z_q, x_hat=x_hat)

@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny version of the default config, so that every test
+compiles small models once per shape."""
+
+import os
+import sys
+import tempfile
+
+import jax
+import pytest
+
+# Tests build the same tiny model many times: XLA's persistent cache turns
+# every compilation after the first into a lookup.
+jax.config.update('jax_compilation_cache_dir',
+                  os.path.join(tempfile.gettempdir(), 'cvqvae_jax_xla_cache'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def tiny_config(**overrides):
+  """configs/default.py shrunk to 16 px, widths 8, a handful of steps."""
+  config = default.get_config()
+  config.batch_size = 8
+  config.num_train_steps = 4
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.data.image_size = 16
+  config.data.num_train = 64
+  config.data.num_test = 16
+  config.data.read_threads = 1
+  config.data.prefetch_buffer = 2
+  config.model.encoder_widths = (8, 8, 8, 8, 8)
+  config.model.feature_widths = (8, 8, 8, 8, 8)
+  config.model.decoder_widths = (8, 8, 8, 8, 8)
+  config.model.latent_grid = 4
+  config.model.num_codes = 16
+  config.model.code_dim = 4
+  config.model.num_features = 3
+  config.eval.batch_size = 8
+  config.eval.num_examples = 16
+  config.eval.num_pairs = 8
+  with config.unlocked():
+    for key, value in overrides.items():
+      node = config
+      *parents, leaf = key.split('.')
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+  return config
+
+
+@pytest.fixture
+def make_tiny_config():
+  return tiny_config

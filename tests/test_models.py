@@ -1,0 +1,281 @@
+"""Shapes, parameter trees and the paper's behaviour of every module."""
+
+import functools
+import math
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cvqvae_jax.models import cvqvae
+from cvqvae_jax.models import layers
+from cvqvae_jax.models import create_model
+
+from conftest import tiny_config
+
+KINDS = ('presence', 'both')
+
+
+def _apply(model, variables, *args, **kwargs):
+  """model.apply, compiled: one XLA program instead of op-by-op dispatch."""
+  return jax.jit(functools.partial(model.apply, **kwargs))(variables, *args)
+
+
+def _init(module, *args, **kwargs):
+  init = jax.jit(functools.partial(module.init, **kwargs))
+  return init({'params': jax.random.key(0), 'gumbel': jax.random.key(1)},
+              *args)
+
+
+@pytest.mark.parametrize('resample,size_out', [('down', 4), ('up', 16),
+                                               ('none', 8)])
+def test_res_block_shapes_and_shortcut(resample, size_out):
+  x = jnp.ones((2, 8, 8, 5))
+  block = layers.ResBlock(7, resample)
+  variables = _init(block, x)
+  assert block.apply(variables, x).shape == (2, size_out, size_out, 7)
+  assert 'shortcut' in variables['params']
+  assert variables['params']['shortcut']['kernel'].shape == (1, 1, 5, 7)
+  assert 'bias' not in variables['params']['shortcut']
+  same = _init(layers.ResBlock(5, resample), x)
+  assert 'shortcut' not in same['params']
+
+
+def test_res_block_with_style_uses_adain():
+  x, style = jnp.ones((2, 4, 4, 3)), jnp.ones((2, 10))
+  variables = _init(layers.ResBlock(3, 'up'), x, style)
+  assert set(variables['params']) >= {'adain_1', 'adain_2'}
+  assert variables['params']['adain_1']['Dense_0']['kernel'].shape == (10, 6)
+
+
+def test_adain_output_is_instance_normalised_then_modulated():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4)) * 3 + 1
+  style = jnp.zeros((2, 5))
+  module = layers.AdaIN()
+  params = _init(module, x, style)
+  out = module.apply(params, x, style)  # zero style + zero bias -> plain IN
+  np.testing.assert_allclose(out.mean(axis=(1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(out.std(axis=(1, 2)), 1.0, atol=1e-3)
+
+
+def test_label_tokens_select_by_y_and_mix_relaxed_y():
+  tokens = layers.LabelTokens((3, 3))
+  y = jax.nn.one_hot(jnp.array([[0, 1], [1, 0]]), 2)
+  variables = _init(tokens, y)
+  table = variables['params']['table']
+  assert table.shape == (2, 2, 3, 3)  # (labels, values of y, H, W)
+  out = tokens.apply(variables, y)
+  assert out.shape == (2, 3, 3, 2)
+  np.testing.assert_allclose(out[0, ..., 0], table[0, 0])
+  np.testing.assert_allclose(out[0, ..., 1], table[1, 1])
+  np.testing.assert_allclose(out[1, ..., 0], table[0, 1])
+  soft = jnp.array([[[0.25, 0.75], [0.5, 0.5]]])
+  mixed = tokens.apply(variables, soft)
+  np.testing.assert_allclose(mixed[0, ..., 0],
+                             0.25 * table[0, 0] + 0.75 * table[0, 1],
+                             rtol=1e-6)
+  scalar = layers.LabelTokens(())
+  sv = _init(scalar, y)
+  assert sv['params']['table'].shape == (2, 2)
+  assert scalar.apply(sv, y).shape == (2, 2)
+
+
+def test_presence_features_are_null_for_y0():
+  c = jnp.arange(1.0, 7.0).reshape(2, 3)
+  f = layers.combine_features(jnp.array([0.0, 1.0]), c, 'presence')
+  np.testing.assert_array_equal(f[0], 0.0)
+  np.testing.assert_array_equal(f[1], c[1])
+
+
+def test_both_features_mask_the_half_of_the_other_value():
+  c = jnp.arange(1.0, 9.0).reshape(2, 4)  # N_c = 2: [c0 | c1]
+  f = layers.combine_features(jnp.array([0.0, 1.0]), c, 'both')
+  np.testing.assert_array_equal(f[0], [1.0, 2.0, 0.0, 0.0])
+  np.testing.assert_array_equal(f[1], [0.0, 0.0, 7.0, 8.0])
+  half = layers.combine_features(jnp.array([0.5]), c[:1], 'both')
+  np.testing.assert_allclose(half[0], [0.5, 1.0, 1.5, 2.0])
+  with pytest.raises(ValueError, match='presence'):
+    layers.combine_features(jnp.array([1.0]), c[:1], 'sometimes')
+
+
+def test_codebook_logits_are_minus_euclidean_distance():
+  book = cvqvae.Codebook(num_codes=5, code_dim=3, init_method='uniform')
+  z = jax.random.normal(jax.random.key(4), (2, 3))
+  variables = book.init(jax.random.key(0), jnp.zeros((1, 5)))
+  e = np.asarray(variables['params']['embedding'])
+  assert e.shape == (5, 3) and np.abs(e).max() <= 1 / 5
+  logits = book.apply(variables, z, method='logits')
+  expected = -np.linalg.norm(np.asarray(z)[:, None] - e[None], axis=-1)
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_normal_codebook_init_has_the_configured_scale():
+  book = cvqvae.Codebook(num_codes=4096, code_dim=4, init_method='normal',
+                         init_scale=3.0)
+  e = book.init(jax.random.key(0), jnp.zeros((1, 4096)))['params']['embedding']
+  np.testing.assert_allclose(np.std(e), 3.0, rtol=0.03)
+  with pytest.raises(ValueError, match='codebook init'):
+    cvqvae.Codebook(4, 2, init_method='zeros').init(jax.random.key(0),
+                                             jnp.zeros((1, 4)))
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+  config = tiny_config()
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=KINDS)
+  x = jax.random.uniform(jax.random.key(5), (3, 16, 16, 3), minval=-1)
+  labels = jnp.array([[0, 1], [1, 0], [1, 1]])
+  variables = _init(model, x, labels, labels > 5, train=True)
+  return config, model, variables['params'], x, labels
+
+
+def test_cvqvae_parameter_tree_and_shapes(tiny_model):
+  config, model, params, x, labels = tiny_model
+  assert set(params) == {'feature_net', 'encoder', 'codebook', 'decoder'}
+  assert params['codebook']['embedding'].shape == (16, 4)
+  # E_phi: 16 px -> N_z 4 is two downsamplings; token images per block input.
+  token_sizes = [params['encoder'][f'tokens_{i}']['table'].shape
+                 for i in range(5)]
+  assert token_sizes == [(2, 2, 16, 16), (2, 2, 8, 8)] + [(2, 2, 4, 4)] * 3
+  # D_theta: scalar token per label and value; dense input = N_z^2 D + L + f.
+  assert params['decoder']['scalar_tokens']['table'].shape == (2, 2)
+  f_size = 3 + 2 * 3  # presence N_c, both 2 N_c
+  assert params['decoder']['dense']['kernel'].shape == (16 * 4 + 2 + f_size,
+                                                        16 * 8)
+  dec_tokens = [params['decoder'][f'tokens_{i}']['table'].shape[-1]
+                for i in range(5)]
+  assert dec_tokens == [4, 4, 4, 4, 8]  # extra blocks at 4x4, then 2 ups
+  head = params['feature_net']['head']['kernel']
+  assert head.shape[-1] == 2 * 2 + f_size
+  out = _apply(model, {'params': params}, x, labels, labels > 5, train=True,
+                    rngs={'gumbel': jax.random.key(6)})
+  assert out['x_hat'].shape == x.shape
+  assert float(jnp.abs(out['x_hat']).max()) <= 1.0
+  assert out['z_e'].shape == (3, 4, 4, 4)
+  assert out['z_logits'].shape == (3, 4, 4, 16)
+  assert out['logits_y'].shape == (3, 2, 2)
+  assert [c.shape for c in out['c']] == [(3, 3), (3, 6)]
+
+
+def test_z_q_is_the_sampled_code_and_gradient_is_copied_to_z_e(tiny_model):
+  _, model, params, x, labels = tiny_model
+  out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
+                    rngs={'gumbel': jax.random.key(7)})
+  e = params['codebook']['embedding']
+  np.testing.assert_allclose(out['z_q'], e[out['z_index']], atol=1e-6)
+  # Known labels are used as given.
+  np.testing.assert_array_equal(out['y'], jax.nn.one_hot(labels, 2))
+
+  # The codebook receives no gradient from the reconstruction ('copy').
+  def recon(p):
+    o = _apply(model, {'params': p}, x, labels, labels >= 0, train=True,
+                    rngs={'gumbel': jax.random.key(7)})
+    return jnp.mean(jnp.square(o['x_hat'] - x))
+  grads = jax.jit(jax.grad(recon))(params)
+  assert float(jnp.abs(grads['codebook']['embedding']).max()) == 0.0
+  assert float(jnp.abs(grads['encoder']['to_latent']['kernel']).max()) > 0.0
+
+
+def test_gumbel_straight_through_sends_gradient_to_codebook(tiny_model):
+  config, _, params, x, labels = tiny_model
+  config.model.straight_through = 'gumbel'
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=KINDS)
+
+  def recon(p):
+    o = _apply(model, {'params': p}, x, labels, labels >= 0, train=True,
+                    rngs={'gumbel': jax.random.key(7)})
+    return jnp.mean(jnp.square(o['x_hat'] - x))
+  grads = jax.jit(jax.grad(recon))(params)
+  assert float(jnp.abs(grads['codebook']['embedding']).max()) > 0.0
+
+
+def test_test_time_is_deterministic_and_uses_argmax(tiny_model):
+  _, model, params, x, labels = tiny_model
+  a = _apply(model, {'params': params}, x, labels, labels >= 0, train=False)
+  b = _apply(model, {'params': params}, x, 1 - labels, labels >= 0, train=False)
+  np.testing.assert_array_equal(a['x_hat'], b['x_hat'])
+  np.testing.assert_array_equal(
+      a['y'], jax.nn.one_hot(jnp.argmax(a['logits_y'], -1), 2))
+  np.testing.assert_array_equal(a['z_index'],
+                                jnp.argmax(a['z_logits'], -1))
+
+
+def test_variants_a_and_b_have_no_features_and_a_constant_kl():
+  from cvqvae_jax import objectives  # pylint: disable=g-import-not-at-top
+  x = jax.random.uniform(jax.random.key(5), (2, 16, 16, 3), minval=-1)
+  labels = jnp.array([[0, 1], [1, 0]])
+  for name in ('vq_argmin', 'vq_entropy'):
+    config = tiny_config(**{'model.name': name})
+    model = create_model(config.model, image_size=16, channels=3,
+                         feature_kinds=KINDS)
+    params = _init(model, x, labels, labels >= 0, train=True)['params']
+    assert params['feature_net']['head']['kernel'].shape[-1] == 4
+    out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
+                      rngs={'gumbel': jax.random.key(0)})
+    kl = float(objectives.kl_loss(out['z_logits']))
+    if name == 'vq_argmin':
+      np.testing.assert_allclose(kl, 16 * math.log(16), rtol=1e-6)
+    else:
+      assert 0.0 < kl < 16 * math.log(16)
+
+
+def test_paper_size_model_shapes_at_128px():
+  config = tiny_config()
+  config.model.encoder_widths = (64, 128, 256, 512, 512)
+  config.model.feature_widths = (64, 128, 256, 512, 512)
+  config.model.decoder_widths = (512, 512, 256, 128, 64)
+  config.model.latent_grid, config.model.num_codes = 8, 512
+  config.model.code_dim, config.model.num_features = 16, 16
+  model = create_model(config.model, image_size=128, channels=3,
+                       feature_kinds=('presence',))
+  x = jnp.zeros((1, 128, 128, 3))
+  labels = jnp.zeros((1, 1), jnp.int32)
+  shapes = jax.eval_shape(lambda: _init(model, x, labels, labels > 0,
+                                        train=True))['params']
+  enc_tokens = [shapes['encoder'][f'tokens_{i}']['table'].shape[-1]
+                for i in range(5)]
+  assert enc_tokens == [128, 64, 32, 16, 8]  # four downsamplings to N_z = 8
+  dec_tokens = [shapes['decoder'][f'tokens_{i}']['table'].shape[-1]
+                for i in range(5)]
+  assert dec_tokens == [4, 8, 16, 32, 64]  # all five blocks upsample
+  assert shapes['decoder']['dense']['kernel'].shape == (8 * 8 * 16 + 1 + 16,
+                                                        16 * 512)
+  assert shapes['codebook']['embedding'].shape == (512, 16)
+  out = jax.eval_shape(lambda p: model.apply(
+      {'params': p}, x, labels, labels > 0, train=False), shapes)
+  assert out['z_e'].shape == (1, 8, 8, 16)
+  assert out['x_hat'].shape == (1, 128, 128, 3)
+
+
+def test_unreachable_latent_grid_is_a_clear_error():
+  config = tiny_config(**{'model.latent_grid': 3})
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=KINDS)
+  x, labels = jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 2), jnp.int32)
+  with pytest.raises(ValueError, match='power-of-two multiple of 3'):
+    _init(model, x, labels, labels > 0, train=True)
+
+
+def test_unknown_model_name_lists_the_known_ones():
+  with pytest.raises(ValueError, match='cvqvae'):
+    create_model(tiny_config(**{'model.name': 'vqgan'}).model, image_size=16,
+                 channels=3, feature_kinds=KINDS)
+
+
+def test_vq_target_nearest_pulls_towards_the_nearest_code(tiny_model):
+  config, _, params, x, labels = tiny_model
+  for target in ('nearest', 'sample'):
+    config.model.vq_target = target
+    model = create_model(config.model, image_size=16, channels=3,
+                         feature_kinds=KINDS)
+    out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
+                      rngs={'gumbel': jax.random.key(9)})
+    e = params['codebook']['embedding']
+    index = (jnp.argmax(out['z_logits'], -1) if target == 'nearest'
+             else out['z_index'])
+    np.testing.assert_array_equal(out['z_code'], e[index])
+    np.testing.assert_allclose(out['z_q'], e[out['z_index']], atol=1e-6)

@@ -1,0 +1,146 @@
+"""The objective's pure functions against hand-computed values."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cvqvae_jax import objectives
+
+
+def test_kl_to_uniform_matches_hand_computed_value():
+  p = np.array([0.5, 0.25, 0.25])
+  entropy = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+  expected = math.log(3) - entropy  # = 0.05889...
+  kl = objectives.categorical_kl_to_uniform(jnp.log(jnp.asarray(p)) + 7.0)
+  np.testing.assert_allclose(kl, expected, rtol=1e-6)
+  np.testing.assert_allclose(expected, 0.0588915, atol=1e-6)
+
+
+def test_kl_bounds_uniform_and_one_hot():
+  k = 512
+  assert float(objectives.categorical_kl_to_uniform(jnp.zeros(k))) == 0.0
+  one_hot = jnp.full((k,), -jnp.inf).at[3].set(0.0)
+  np.testing.assert_allclose(objectives.categorical_kl_to_uniform(one_hot),
+                             math.log(k), rtol=1e-6)
+
+
+@pytest.mark.parametrize('logits', [
+    [1e30, -1e30, 0.0],
+    [-1e38, -1e38, 3e38],
+    [0.0, -np.inf, -np.inf],
+    [1e4, 1e4, -1e4],
+])
+def test_kl_is_finite_for_extreme_logits_with_finite_gradient(logits):
+  logits = jnp.asarray(logits, jnp.float32)
+  kl = objectives.categorical_kl_to_uniform(logits)
+  assert np.isfinite(kl) and 0.0 <= kl <= math.log(3) + 1e-6
+  grad = jax.grad(objectives.categorical_kl_to_uniform)(logits)
+  assert np.all(np.isfinite(grad))
+
+
+def test_kl_shapes_last_axis_is_k():
+  logits = jax.random.normal(jax.random.key(0), (2, 8, 8, 16)) * 3
+  kl = objectives.categorical_kl_to_uniform(logits)
+  assert kl.shape == (2, 8, 8)
+  # Batch reduction of the loss: sum over positions, mean over the batch.
+  np.testing.assert_allclose(objectives.kl_loss(logits),
+                             kl.reshape(2, -1).sum(-1).mean(), rtol=1e-6)
+
+
+def test_straight_through_gumbel_is_one_hot_with_nonzero_gradient():
+  logits = jnp.array([[0.3, -1.0, 2.0, 0.1]] * 5)
+  rng = jax.random.key(1)
+  sample, index = objectives.straight_through_gumbel_softmax(rng, logits, 0.7)
+  np.testing.assert_array_equal(sample, jax.nn.one_hot(index, 4))
+  weights = jnp.arange(4.0)
+  grad = jax.grad(lambda l: jnp.sum(
+      objectives.straight_through_gumbel_softmax(rng, l, 0.7)[0] * weights))(
+          logits)
+  assert np.abs(grad).sum() > 1e-3
+  # The gradient is the relaxed sample's, which sums to zero over classes.
+  np.testing.assert_allclose(grad.sum(-1), 0.0, atol=1e-5)
+
+
+def test_gumbel_samples_follow_the_categorical():
+  logits = jnp.log(jnp.array([0.6, 0.3, 0.1]))
+  idx = jnp.argmax(logits + objectives.gumbel_noise(
+      jax.random.key(2), (20000, 3)), -1)
+  freq = np.bincount(np.asarray(idx), minlength=3) / 20000
+  np.testing.assert_allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
+
+
+def test_copy_straight_through_passes_gradient_to_z_e():
+  z_e = jnp.array([0.2, -0.4, 1.0])
+  code = jnp.array([0.0, 0.0, 0.5])
+  z_q = objectives.straight_through(code, z_e)
+  np.testing.assert_array_equal(z_q, code)
+  grad = jax.grad(lambda z: jnp.sum(objectives.straight_through(code, z) *
+                                    jnp.array([1.0, 2.0, 3.0])))(z_e)
+  np.testing.assert_array_equal(grad, [1.0, 2.0, 3.0])
+
+
+def test_semi_supervised_labels_known_are_one_hot_unknown_are_relaxed():
+  logits = jnp.zeros((4, 2, 2))
+  labels = jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+  labelled = jnp.array([[True, True], [True, False], [False, False],
+                        [False, True]])
+  y = objectives.semi_supervised_labels(jax.random.key(3), logits, labels,
+                                        labelled, 1.0)
+  np.testing.assert_array_equal(y[labelled], jax.nn.one_hot(labels, 2)[labelled])
+  soft = y[~labelled]
+  np.testing.assert_allclose(soft.sum(-1), 1.0, rtol=1e-6)
+  assert np.all((soft > 0) & (soft < 1))
+
+
+def test_classification_loss_averages_over_labelled_examples_only():
+  logits = jnp.log(jnp.array([[[0.8, 0.2]], [[0.4, 0.6]], [[0.5, 0.5]]]))
+  labels = jnp.array([[0], [0], [1]])
+  labelled = jnp.array([[True], [True], [False]])
+  expected = -(math.log(0.8) + math.log(0.4)) / 2
+  np.testing.assert_allclose(
+      objectives.classification_loss(logits, labels, labelled), expected,
+      rtol=1e-6)
+  assert float(objectives.classification_loss(logits, labels,
+                                               labelled & False)) == 0.0
+
+
+def test_codebook_and_commitment_gradients_go_to_one_side_each():
+  z_e = jnp.array([[1.0, 2.0]])
+  code = jnp.array([[0.0, 0.0]])
+  cb, cm = objectives.codebook_losses(z_e, code)
+  np.testing.assert_allclose([cb, cm], [2.5, 2.5])
+  g_cb = jax.grad(lambda z, e: objectives.codebook_losses(z, e)[0],
+                  argnums=(0, 1))(z_e, code)
+  g_cm = jax.grad(lambda z, e: objectives.codebook_losses(z, e)[1],
+                  argnums=(0, 1))(z_e, code)
+  np.testing.assert_array_equal(g_cb[0], 0.0)
+  np.testing.assert_allclose(g_cb[1], [[-1.0, -2.0]])
+  np.testing.assert_allclose(g_cm[0], [[1.0, 2.0]])
+  np.testing.assert_array_equal(g_cm[1], 0.0)
+
+
+def test_code_perplexity_counts_codes_in_use():
+  np.testing.assert_allclose(
+      objectives.code_perplexity(jnp.array([0, 1, 2, 3]), 16), 4.0, rtol=1e-5)
+  np.testing.assert_allclose(
+      objectives.code_perplexity(jnp.array([5, 5, 5]), 16), 1.0, rtol=1e-6)
+
+
+def test_temperature_schedule_is_geometric_between_endpoints():
+  sched = lambda s: float(objectives.temperature_schedule(s, 1.0, 0.25, 100))
+  assert sched(0) == 1.0
+  np.testing.assert_allclose(sched(50), 0.5, rtol=1e-6)
+  np.testing.assert_allclose(sched(100), 0.25, rtol=1e-6)
+  np.testing.assert_allclose(sched(1000), 0.25, rtol=1e-6)
+  assert float(objectives.temperature_schedule(10, 0.7, 0.7, 100)) == \
+      pytest.approx(0.7)
+
+
+def test_gaussian_kl_matches_closed_form():
+  mean, log_var = jnp.array([1.0, 0.0]), jnp.array([0.0, math.log(4.0)])
+  expected = 0.5 * (1.0 + 0.0) + 0.5 * (4.0 - 1.0 - math.log(4.0))
+  np.testing.assert_allclose(objectives.gaussian_kl_to_standard(mean, log_var),
+                             expected, rtol=1e-6)

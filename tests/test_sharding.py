@@ -1,0 +1,58 @@
+"""The train step on a mesh of 8 simulated CPU devices equals the
+single-device step, and the whole loop runs there (DESIGN.md section 10)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from conftest import ROOT
+
+SCRIPT = textwrap.dedent('''
+    import functools, json, sys, tempfile
+    import jax, numpy as np
+    sys.path.insert(0, 'tests')
+    from conftest import tiny_config
+    from cvqvae_jax import benchmark, sharding, train
+
+    config = tiny_config()
+    mesh, model, init, _, state_sharding, shape = train._build(config)
+    state = jax.jit(init)(jax.random.key(0))
+    batch = benchmark.synthetic_batch(config, shape, np.random.default_rng(0))
+    step = functools.partial(train.train_step, model=model,
+                             objective=config.objective)
+    rng = jax.random.key(1)
+    ref_state, ref = jax.jit(step)(state, batch, rng)
+    sharded = jax.jit(step, in_shardings=(state_sharding,
+                                          sharding.batch_sharding(mesh),
+                                          sharding.replicated(mesh)))
+    put = sharding.put_batch(batch, sharding.batch_sharding(mesh))
+    new_state, got = sharded(state, put, rng)
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(ref_state.params), jax.tree.leaves(new_state.params)))
+    with tempfile.TemporaryDirectory() as workdir:
+      results = train.train_and_evaluate(tiny_config(num_train_steps=2),
+                                         workdir)
+    print(json.dumps({
+        'devices': jax.device_count(), 'mesh': dict(mesh.shape),
+        'image_shards': len(put['image'].addressable_shards),
+        'loss_ref': float(ref['loss']), 'loss_sharded': float(got['loss']),
+        'max_param_diff': diff,
+        'accuracy': results['eval_accuracy_glasses']}))
+''')
+
+
+def test_eight_device_mesh_matches_one_device():
+  env = {**os.environ,
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
+         'JAX_PLATFORMS': 'cpu'}
+  proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out['devices'] == 8 and out['mesh'] == {'data': 8}
+  assert out['image_shards'] == 8
+  assert abs(out['loss_ref'] - out['loss_sharded']) < 1e-4
+  assert out['max_param_diff'] < 1e-5
+  assert 0.0 <= out['accuracy'] <= 1.0

@@ -1,0 +1,137 @@
+"""End to end: the workdir contract, exact resumption, the errors."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from cvqvae_jax import checkpointing
+from cvqvae_jax import train
+
+from conftest import ROOT, tiny_config
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(l) for l in f]
+
+
+def _params(workdir, config):
+  manager = checkpointing.create_manager(workdir, 2)
+  _, _, _, abstract, _, shape = train._build(config)  # pylint: disable=protected-access
+  state = checkpointing.restore(manager, abstract, None,
+                                train.model_description(config, shape))
+  return int(state.step), state.params
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """4 steps, then resumed to 6: shared by the contract tests."""
+  workdir = str(tmp_path_factory.mktemp('run'))
+  first = train.train_and_evaluate(tiny_config(), workdir)
+  after_first = _records(workdir)
+  train.train_and_evaluate(tiny_config(num_train_steps=6), workdir)
+  return workdir, first, after_first
+
+
+def test_workdir_contract(trained):
+  workdir, results, _ = trained
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '6']
+  config = json.load(open(os.path.join(workdir, 'config.json')))
+  assert config['model']['name'] == 'cvqvae'
+  assert config['num_train_steps'] == 6
+  assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  assert os.path.getsize(os.path.join(workdir, 'samples.png')) > 1000
+  assert 0.0 <= results['eval_accuracy_glasses'] <= 1.0
+  assert 0.0 < results['eval_reconstruction_mse'] < 4.0
+
+
+def test_metrics_log_every_term_once_per_step_across_resume(trained):
+  workdir, _, after_first = trained
+  records = _records(workdir)
+  train_steps = [r['step'] for r in records if 'loss' in r]
+  assert train_steps == [2, 4, 6]
+  assert [r['step'] for r in after_first if 'loss' in r] == [2, 4]
+  for r in records:
+    if 'loss' in r:
+      assert set(train.LOSS_TERMS) <= set(r)
+      assert all(np.isfinite(r[k]) for k in train.LOSS_TERMS)
+      expected = (r['reconstruction'] + 1e-4 * r['kl'] + r['classification']
+                  + r['codebook'] + 0.25 * r['commitment'])
+      np.testing.assert_allclose(r['loss'], expected, rtol=1e-4)
+  eval_steps = [r['step'] for r in records if 'eval_reconstruction_mse' in r]
+  assert eval_steps == [4, 6]
+
+
+def test_resumed_run_equals_uninterrupted_run(trained, tmp_path):
+  workdir, _, _ = trained
+  straight = str(tmp_path / 'straight')
+  train.train_and_evaluate(tiny_config(num_train_steps=6), straight)
+  step_a, resumed = _params(workdir, tiny_config(num_train_steps=6))
+  step_b, uninterrupted = _params(straight, tiny_config(num_train_steps=6))
+  assert step_a == step_b == 6
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_replayed_steps_are_not_logged_twice(tmp_path):
+  workdir = str(tmp_path)
+  config = tiny_config(num_train_steps=4, checkpoint_every_steps=2,
+                       log_every_steps=1)
+  train.train_and_evaluate(config, workdir)
+  # A preemption after step 3's log but before the step-4 checkpoint.
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '4'))
+  train.train_and_evaluate(config, workdir)
+  steps = [r['step'] for r in _records(workdir) if 'loss' in r]
+  assert steps == [1, 2, 3, 4]
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(trained):
+  workdir, _, _ = trained
+  config = tiny_config(num_train_steps=8, **{'model.num_codes': 32})
+  with pytest.raises(checkpointing.CheckpointMismatchError) as info:
+    train.train_and_evaluate(config, workdir)
+  message = str(info.value)
+  assert 'model.num_codes: checkpoint 16, config 32' in message
+  assert workdir in message
+
+
+def test_non_finite_loss_names_step_and_term_and_keeps_last_checkpoint(
+    tmp_path):
+  workdir = str(tmp_path)
+  config = tiny_config(num_train_steps=6, checkpoint_every_steps=1,
+                       log_every_steps=1, learning_rate=1e35)
+  with pytest.raises(train.NonFiniteLossError) as info:
+    train.train_and_evaluate(config, workdir)
+  message = str(info.value)
+  assert 'at step' in message and 'Loss term' in message
+  bad_step = int(message.split('at step ')[1].split('.')[0])
+  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir,
+                                                         'checkpoints')))
+  assert steps and max(steps) == bad_step - 1
+  assert f'last good checkpoint is step {bad_step - 1}' in message
+
+
+def _main(*args, env=None):
+  return subprocess.run(
+      [sys.executable, '-m', 'cvqvae_jax.main', *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=300,
+      env={**os.environ, **(env or {})})
+
+
+def test_cli_rejects_unknown_config_fields_without_traceback(tmp_path):
+  proc = _main('--config=configs/default.py', f'--workdir={tmp_path}',
+               '--config.model.num_codez=3')
+  assert proc.returncode != 0
+  assert 'num_codez' in proc.stderr
+  bad = _main('--config=configs/default.py', f'--workdir={tmp_path}',
+              '--config.data.source=nowhere')
+  assert bad.returncode == 1
+  assert "Unknown data.source 'nowhere'" in bad.stderr
+  assert 'Traceback' not in bad.stderr
