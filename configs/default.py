@@ -15,10 +15,10 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0                       # parameters and the step RNG
   config.batch_size = 32                # paper 3: batch 32
-  config.num_train_steps = 6000
+  config.num_train_steps = 2500
   config.learning_rate = 1e-3           # paper 3: 1e-4; see docs/results.md
   config.log_every_steps = 100          # metrics.jsonl, TensorBoard, progress
-  config.checkpoint_every_steps = 1000  # orbax checkpoint interval
+  config.checkpoint_every_steps = 500   # orbax checkpoint interval
   config.max_checkpoints_to_keep = 2
   config.init_from = ''                 # stage-one workdir (two-step, 2.4)
   config.freeze_steps = 0               # steps C_phi and tokens stay frozen
