@@ -5,7 +5,11 @@ a small JSON description of the model, checked before anything is restored."""
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any, Mapping
+
+from absl import logging
 
 import grain
 import jax
@@ -123,3 +127,30 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return restored[STATE]
+
+
+class PreemptionGuard:
+  """Notices SIGTERM (what cluster schedulers send before they preempt) and
+  orbax's multi-host preemption sync point, so the loop can save and stop
+  at a step boundary instead of losing the work since the last checkpoint."""
+
+  def __init__(self, manager: ocp.CheckpointManager):
+    self._manager = manager
+    self._signalled = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+
+  def _on_signal(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: saving a checkpoint at the end of '
+                    'this step, then stopping.')
+    self._signalled = True
+
+  def should_stop(self, step: int) -> bool:
+    return self._signalled or self._manager.reached_preemption(step)
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None

@@ -189,6 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)
 
+  guard = checkpointing.PreemptionGuard(manager)
   progress = metric_writers.Progress(config.num_train_steps)
   history: list[tuple[int, dict]] = []
   last_rate = 0.0
@@ -212,10 +213,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                    summary['reconstruction'], summary['kl'],
                    summary['classification'], summary['label_accuracy'])
       history = []
-    if step % config.checkpoint_every_steps == 0 or is_last:
+    preempted = guard.should_stop(step)
+    if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       _check_finite(jax.device_get(history), manager)
       checkpointing.save(manager, step, state, train_iter, description)
+    if preempted:
+      manager.wait_until_finished()
+      guard.close()
+      writer.close()
+      print(f'Preempted: saved step {step} in {manager.directory}; run the '
+            'same command again to continue.', flush=True)
+      return {}
   manager.wait_until_finished()
+  guard.close()
 
   codec = evaluation.Codec(model)
   results = evaluation.evaluate(state.params, model, config, codec)

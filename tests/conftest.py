@@ -10,10 +10,21 @@ import pytest
 
 # Tests build the same tiny model many times: XLA's persistent cache turns
 # every compilation after the first into a lookup.
+CACHE_ENV = {
+    'JAX_COMPILATION_CACHE_DIR': os.path.join(tempfile.gettempdir(),
+                                              'cvqvae_jax_xla_cache'),
+    'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+    'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
+}
 jax.config.update('jax_compilation_cache_dir',
-                  os.path.join(tempfile.gettempdir(), 'cvqvae_jax_xla_cache'))
+                  CACHE_ENV['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def subprocess_env(**extra) -> dict:
+  """The environment for a child python: same XLA cache, plus `extra`."""
+  return {**os.environ, **CACHE_ENV, **extra}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

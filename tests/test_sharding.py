@@ -2,12 +2,11 @@
 single-device step, and the whole loop runs there (DESIGN.md section 10)."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 
 SCRIPT = textwrap.dedent('''
     import functools, json, sys, tempfile
@@ -44,9 +43,9 @@ SCRIPT = textwrap.dedent('''
 
 
 def test_eight_device_mesh_matches_one_device():
-  env = {**os.environ,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
-         'JAX_PLATFORMS': 'cpu'}
+  env = subprocess_env(
+      XLA_FLAGS='--xla_force_host_platform_device_count=8',
+      JAX_PLATFORMS='cpu')
   proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

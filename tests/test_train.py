@@ -13,7 +13,7 @@ import pytest
 from cvqvae_jax import checkpointing
 from cvqvae_jax import train
 
-from conftest import ROOT, tiny_config
+from conftest import ROOT, subprocess_env, tiny_config
 
 
 def _records(workdir):
@@ -122,7 +122,7 @@ def _main(*args, env=None):
   return subprocess.run(
       [sys.executable, '-m', 'cvqvae_jax.main', *args], cwd=ROOT,
       capture_output=True, text=True, timeout=300,
-      env={**os.environ, **(env or {})})
+      env=subprocess_env(**(env or {})))
 
 
 def test_cli_rejects_unknown_config_fields_without_traceback(tmp_path):
@@ -135,3 +135,42 @@ def test_cli_rejects_unknown_config_fields_without_traceback(tmp_path):
   assert bad.returncode == 1
   assert "Unknown data.source 'nowhere'" in bad.stderr
   assert 'Traceback' not in bad.stderr
+
+
+TINY_FLAGS = ('--config.batch_size=8', '--config.data.image_size=16',
+              '--config.data.num_train=64', '--config.data.num_test=16',
+              '--config.model.encoder_widths=(8,8,8,8,8)',
+              '--config.model.feature_widths=(8,8,8,8,8)',
+              '--config.model.decoder_widths=(8,8,8,8,8)',
+              '--config.model.latent_grid=4', '--config.model.num_codes=16',
+              '--config.model.code_dim=4', '--config.model.num_features=3',
+              '--config.eval.batch_size=8', '--config.eval.num_examples=16',
+              '--config.log_every_steps=1', '--config.data.read_threads=1')
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  args = [sys.executable, '-m', 'cvqvae_jax.main',
+          '--config=configs/default.py', f'--workdir={tmp_path}',
+          '--config.num_train_steps=100000',
+          '--config.checkpoint_every_steps=100000', *TINY_FLAGS]
+  proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          env=subprocess_env())
+  metrics = tmp_path / 'metrics.jsonl'
+  deadline = time.time() + 240
+  while time.time() < deadline and not (metrics.exists() and
+                                        metrics.stat().st_size):
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=240)
+  assert proc.returncode == 0, err[-2000:]
+  assert 'Preempted: saved step' in out
+  saved = int(out.split('saved step ')[1].split()[0])
+  assert os.listdir(tmp_path / 'checkpoints') == [str(saved)]
+  done = _main('--config=configs/default.py', f'--workdir={tmp_path}',
+               f'--config.num_train_steps={saved + 2}', *TINY_FLAGS)
+  assert done.returncode == 0, done.stderr[-2000:]
+  steps = [r['step'] for r in _records(str(tmp_path)) if 'loss' in r]
+  assert steps == list(range(1, saved + 3))
