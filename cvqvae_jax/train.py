@@ -158,6 +158,10 @@ def _build(config: ml_collections.ConfigDict):
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, float]:
   """Trains (or resumes) in `workdir`; returns the final held-out metrics."""
+  if config.init_from or config.freeze_steps:
+    # Better an error than a stage two that silently starts from scratch.
+    raise ValueError('Two-step training (init_from, freeze_steps) is not '
+                     'available in this version; leave both unset.')
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
