@@ -51,6 +51,23 @@ def test_workdir_contract(trained):
   assert 0.0 < results['eval_reconstruction_mse'] < 4.0
 
 
+def test_evaluate_and_figures_modes_read_the_latest_checkpoint(trained,
+                                                              tmp_path):
+  workdir, _, _ = trained
+  config = tiny_config(num_train_steps=6)
+  results = train.run_offline('evaluate', config, workdir)
+  records = [r for r in _records(workdir) if 'eval_reconstruction_mse' in r]
+  # The same parameters as the step-6 evaluation written by training.
+  np.testing.assert_allclose(results['eval_reconstruction_mse'],
+                             records[-1]['eval_reconstruction_mse'],
+                             rtol=1e-5)
+  out = train.run_offline('figures', config, workdir)
+  assert out['samples'] == os.path.join(workdir, 'figures', 'samples.png')
+  assert os.path.getsize(out['samples']) > 1000
+  with pytest.raises(FileNotFoundError, match='train first'):
+    train.run_offline('evaluate', config, str(tmp_path))
+
+
 def test_metrics_log_every_term_once_per_step_across_resume(trained):
   workdir, _, after_first = trained
   records = _records(workdir)
