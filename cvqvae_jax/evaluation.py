@@ -62,6 +62,19 @@ class Codec:
     return self.decode(params, manipulate.swap_label(base, donor, label))
 
 
+def ideal_swaps(factors, base_idx, donor_idx, label: str,
+                size: int) -> np.ndarray:
+  """Ideal renders of base_idx[i] with the `label` of donor_idx[i].
+
+  factors: batched procedural factors (name -> array with a leading axis).
+  Returns (len(base_idx), size, size, 3).
+  """
+  examples = procedural.unstack_factors(factors)
+  return np.stack([procedural.render_ideal_swap(examples[b], examples[d],
+                                                label, size)
+                   for b, d in zip(base_idx, donor_idx)])
+
+
 def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
                        num_pairs: int, seed: int, batch_size: int):
   """MSE of fake+/fake- against the ideal render, and of doing nothing.
@@ -83,12 +96,8 @@ def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
                        batch_size)
   fake_minus = batched(swap, (x[i1], x[i0], labels[i1], labels[i0]),
                         batch_size)
-  factors = procedural.unstack_factors(data['factors'])
-  size = data['image'].shape[1]
-  ideal_plus = np.stack([procedural.render_ideal_swap(
-      factors[a], factors[b], name, size) for a, b in zip(i0, i1)])
-  ideal_minus = np.stack([procedural.render_ideal_swap(
-      factors[b], factors[a], name, size) for a, b in zip(i0, i1)])
+  ideal_plus = ideal_swaps(data['factors'], i0, i1, name, x.shape[1])
+  ideal_minus = ideal_swaps(data['factors'], i1, i0, name, x.shape[1])
   mse = lambda a, b: float(np.mean(np.square(a - b)))
   return {'oracle_swap_mse_plus': mse(fake_plus, ideal_plus),
           'oracle_swap_mse_minus': mse(fake_minus, ideal_minus),

@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import jax
 import numpy as np
 from PIL import Image, ImageDraw
 
 from cvqvae_jax import evaluation
 from cvqvae_jax.data import pipeline
-from cvqvae_jax.data import procedural
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -71,18 +69,13 @@ def write_preview(directory: str, codec, params, config,
     rows += [(f'x ({name}=0)', x[i0]), (f'x ({name}=1)', x[i1]),
              (f'fake+ {name}', plus)]
     if 'factors' in batch:
-      rows.append((f'ideal+ {name}', _ideal(batch, i0, i1, name, x.shape[1])))
+      rows.append((f'ideal+ {name}', evaluation.ideal_swaps(
+          batch['factors'], i0, i1, name, x.shape[1])))
     rows.append((f'fake- {name}', minus))
     if 'factors' in batch:
-      rows.append((f'ideal- {name}', _ideal(batch, i1, i0, name, x.shape[1])))
+      rows.append((f'ideal- {name}', evaluation.ideal_swaps(
+          batch['factors'], i1, i0, name, x.shape[1])))
   path = os.path.join(directory, 'samples.png')
   image_grid(rows, scale=max(1, 96 // x.shape[1])).save(path)
   return path
 
-
-def _ideal(batch, base_idx, donor_idx, label, size) -> np.ndarray:
-  factors = procedural.unstack_factors(jax.tree.map(np.asarray,
-                                                    batch['factors']))
-  return np.stack([
-      procedural.render_ideal_swap(factors[b], factors[d], label, size)
-      for b, d in zip(base_idx, donor_idx)])

@@ -1,7 +1,8 @@
 """Training: the pure, jit-compiled train step and the loop around it.
 
 Reads top to bottom as in the flax examples: create_model, create_train_state,
-loss_fn, train_step, eval_step, then train_and_evaluate.
+loss_fn, train_step, then train_and_evaluate (evaluation lives in
+evaluation.py).
 """
 
 from __future__ import annotations
@@ -168,9 +169,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   mesh, model, init, abstract_state, state_sharding, image_shape = _build(
       config)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-  logging.info('Parameters: %s', _param_overview(state.params))
-
   train_iter = iter(pipeline.create_train_dataset(config))
   manager = checkpointing.create_manager(workdir,
                                          config.max_checkpoints_to_keep)
@@ -180,6 +178,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                   description)
     logging.info('Resumed from %s at step %d.', manager.directory,
                  int(state.step))
+  else:
+    state = jax.jit(init, out_shardings=state_sharding)(init_rng)
+  logging.info('Parameters: %s', _param_overview(state.params))
   start_step = int(state.step)
   if is_chief:
     _write_config(workdir, config)
