@@ -20,8 +20,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100          # metrics.jsonl, TensorBoard, progress
   config.checkpoint_every_steps = 500   # orbax checkpoint interval
   config.max_checkpoints_to_keep = 2
-  config.init_from = ''                 # stage-one workdir (two-step, 2.4)
-  config.freeze_steps = 0               # steps C_phi and tokens stay frozen
+  # Two-step training (paper 2.4): a stage-one workdir (model.name=cgvae)
+  # whose C_phi and tokens initialise this run, frozen for freeze_steps steps.
+  # experiments/two_step.py runs both stages from one command.
+  config.init_from = ''
+  config.freeze_steps = 0
   # Device mesh (DESIGN 10): axis sizes (-1 = all remaining devices) and names.
   # The batch is split over every axis; the state is replicated.
   config.mesh_shape = (-1,)
@@ -42,6 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.worker_count = 0                 # grain worker processes (0: none)
 
   config.model = model = ml_collections.ConfigDict()
+  # Paper 2.4 / Table 1: vq_argmin (A), vq_entropy (B), cvqvae (C; E with
+  # init_from), cgvae (D), cgvae2 (F; two-step with init_from).
   model.name = 'cvqvae'
   model.encoder_widths = (16, 32, 64, 64, 64)   # E_phi, 5 blocks (2.1)
   model.feature_widths = (16, 32, 64, 64, 64)   # C_phi, 5 blocks + dense
@@ -64,6 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Codes the codebook/commitment terms use: 'sample' (z_q, paper 2.3) or
   # 'nearest' (VQ-VAE's argmin, [18]).
   model.vq_target = 'nearest'
+  # S_z of the Gaussian-latent variants (paper 2.4): CGVAE (D) a small 100,
+  # CGVAE2 (F) 1024 = N_z * N_z * D, the size of CVQVAE's z_q.
+  model.latent_size = ml_collections.ConfigDict({'cgvae': 100,
+                                                 'cgvae2': 1024})
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from absl import logging
 
@@ -22,9 +22,13 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint does not fit the model being trained."""
 
 
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                            create=True),
       # Named handlers let item_metadata() read a checkpoint's parameter
@@ -127,6 +131,81 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return restored[STATE]
+
+
+def restore_params(workdir: str, abstract_params: Any,
+                   select: Callable[[str], bool] = lambda path: True,
+                   description: Mapping[str, Any] | None = None
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Parameters only (no optimizer state) from the latest checkpoint of a
+  workdir: for stage two of the two-step training, and for evaluation.
+
+  abstract_params: the model's params as ShapeDtypeStructs (with shardings);
+  `select(path)` picks the 'a/b/kernel' paths wanted. With `description`, the
+  checkpoint's model description must equal it. Returns ({path: array} of
+  the selected parameters, {'directory', 'step', 'model'}). Raises
+  FileNotFoundError naming the directory when it holds no checkpoint, and
+  CheckpointMismatchError naming every field or wanted path that differs.
+  """
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(
+        f'No checkpoints in {directory}: expected the --workdir of a '
+        'training run, which holds checkpoints/ (train first, with '
+        '--mode=train and that --workdir).')
+  manager = ocp.CheckpointManager(
+      directory,
+      options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers={STATE: ocp.PyTreeCheckpointHandler(),
+                     MODEL: ocp.JsonCheckpointHandler()})
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(
+        f'No checkpoints in {directory}: that run has not saved one yet '
+        '(train first, or wait for its first checkpoint).')
+  described = manager.restore(step, args=ocp.args.Composite(
+      **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+  wanted = {k: v for k, v in flatten(abstract_params).items() if select(k)}
+  differences = []
+  if description is not None:
+    differences = describe_differences(described, description)
+  if not differences:
+    saved = flatten(manager.item_metadata(step)[STATE]['params'])
+    differences = shape_mismatches(
+        {k: saved[k] for k in wanted if k in saved}, wanted)
+  if differences:
+    model = described.get('model', {})
+    raise CheckpointMismatchError(
+        f'The checkpoint {directory}/{step} (model {model.get("name")!r}, '
+        f'labels {described.get("labels")}, N_c {model.get("num_features")}) '
+        'does not fit this model:\n  ' + '\n  '.join(differences))
+  target = {'params': unflatten(wanted)}
+  restored = manager.restore(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.PyTreeRestore(
+          item=target,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True)}))[STATE]['params']
+  manager.close()
+  return flatten(restored), {'directory': directory, 'step': int(step),
+                             'model': described.get('model', {})}
+
+
+def flatten(tree: Any) -> dict[str, Any]:
+  """{'a/b/kernel': leaf} of a nested parameter tree (or its metadata)."""
+  return {_path_str(p): v
+          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+  """The inverse of flatten."""
+  nested: dict[str, Any] = {}
+  for path, value in flat.items():
+    node = nested
+    *parents, leaf = path.split('/')
+    for key in parents:
+      node = node.setdefault(key, {})
+    node[leaf] = value
+  return nested
 
 
 class PreemptionGuard:

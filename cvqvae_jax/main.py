@@ -11,7 +11,6 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from cvqvae_jax import checkpointing
 from cvqvae_jax import train
 
 MODES = ('train', 'evaluate', 'figures')
@@ -24,10 +23,7 @@ config_flags.DEFINE_config_file('config', None, 'Training configuration.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# Errors that are the user's to fix: a message, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError,
-               checkpointing.CheckpointMismatchError,
-               train.NonFiniteLossError)
+USER_ERRORS = train.USER_ERRORS  # A message, no traceback.
 
 
 def main(argv):

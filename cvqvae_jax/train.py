@@ -28,6 +28,7 @@ from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
 from cvqvae_jax import previews
 from cvqvae_jax import sharding
+from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import create_model as _create_model
 
@@ -37,6 +38,12 @@ LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
 
 class NonFiniteLossError(FloatingPointError):
   """A loss term became NaN or Inf."""
+
+
+# Errors that are the user's to fix: entry points print the message, no
+# traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError,
+               checkpointing.CheckpointMismatchError, NonFiniteLossError)
 
 
 TrainState = train_state.TrainState
@@ -58,8 +65,8 @@ def create_train_state(rng, *, model, tx, image_shape,
                        num_labels: int) -> TrainState:
   x = jnp.zeros((1, *image_shape), jnp.float32)
   labels = jnp.zeros((1, num_labels), jnp.int32)
-  params_rng, gumbel_rng = jax.random.split(rng)
-  variables = model.init({'params': params_rng, 'gumbel': gumbel_rng}, x,
+  params_rng, sample_rng = jax.random.split(rng)
+  variables = model.init({'params': params_rng, 'sample': sample_rng}, x,
                          labels, labels > 0, train=True)
   return TrainState.create(apply_fn=model.apply, params=variables['params'],
                            tx=tx)
@@ -77,20 +84,32 @@ def temperatures(step, objective) -> tuple[jax.Array, jax.Array]:
 
 
 def loss_fn(params, batch, rng, step, *, model, objective):
-  """The CVQVAE objective (objectives.py) and its terms, logged separately."""
+  """The objective (objectives.py) and its terms, logged separately.
+
+  Categorical z (CVQVAE, A-C, E): the entropy KL and the VQ terms. Gaussian z
+  (CGVAE, D and F): KL(q(z|x,y) || N(0, I)) summed over S_z, averaged over the
+  batch; its codebook and commitment terms are 0.
+  """
   y_t, z_t = temperatures(step, objective)
   out = model.apply({'params': params}, batch['image'], batch['label'],
                     batch['labelled'], train=True, y_temperature=y_t,
-                    z_temperature=z_t, rngs={'gumbel': rng})
+                    z_temperature=z_t, rngs={'sample': rng})
   terms = {
       'reconstruction': objectives.reconstruction_loss(batch['image'],
                                                        out['x_hat']),
-      'kl': objectives.kl_loss(out['z_logits']),
       'classification': objectives.classification_loss(
           out['logits_y'], batch['label'], batch['labelled']),
   }
-  terms['codebook'], terms['commitment'] = objectives.codebook_losses(
-      out['z_e'], out['z_code'])
+  if model.latent == 'gaussian':
+    terms['kl'] = jnp.mean(objectives.gaussian_kl_to_standard(
+        out['z_mean'], out['z_log_var']))
+    terms['codebook'] = terms['commitment'] = jnp.zeros((), jnp.float32)
+  else:
+    terms['kl'] = objectives.kl_loss(out['z_logits'])
+    terms['codebook'], terms['commitment'] = objectives.codebook_losses(
+        out['z_e'], out['z_code'])
+    terms['code_perplexity'] = objectives.code_perplexity(out['z_index'],
+                                                          model.num_codes)
   terms['loss'] = (terms['reconstruction'] + objective.beta * terms['kl']
                    + objective.alpha * terms['classification']
                    + terms['codebook']
@@ -99,8 +118,6 @@ def loss_fn(params, batch, rng, step, *, model, objective):
   labelled = batch['labelled'].astype(jnp.float32)
   terms['label_accuracy'] = (jnp.sum(correct * labelled)
                              / jnp.maximum(labelled.sum(), 1.0))
-  terms['code_perplexity'] = objectives.code_perplexity(out['z_index'],
-                                                        model.num_codes)
   terms['y_temperature'] = y_t
   return terms['loss'], terms
 
@@ -144,7 +161,7 @@ def _build(config: ml_collections.ConfigDict):
                       ['image'].shape)
   model = create_model(config, image_shape)
   init = functools.partial(create_train_state, model=model,
-                           tx=optax.adam(config.learning_rate),
+                           tx=two_step.create_optimizer(config),
                            image_shape=image_shape,
                            num_labels=len(config.data.labels))
   abstract_state = jax.eval_shape(init, jax.random.key(0))
@@ -159,10 +176,7 @@ def _build(config: ml_collections.ConfigDict):
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, float]:
   """Trains (or resumes) in `workdir`; returns the final held-out metrics."""
-  if config.init_from or config.freeze_steps:
-    # Better an error than a stage two that silently starts from scratch.
-    raise ValueError('Two-step training (init_from, freeze_steps) is not '
-                     'available in this version; leave both unset.')
+  two_step.check_config(config, workdir)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
@@ -180,6 +194,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  int(state.step))
   else:
     state = jax.jit(init, out_shardings=state_sharding)(init_rng)
+    if config.init_from:  # Stage two (paper 2.4); not again on resume.
+      state = state.replace(params=two_step.initialise_from(
+          config.init_from, state.params, abstract_state.params,
+          workdir if is_chief else None))
   logging.info('Parameters: %s', _param_overview(state.params))
   start_step = int(state.step)
   if is_chief:
@@ -260,24 +278,21 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
                 workdir: str) -> dict[str, Any]:
   """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
   workdir = os.path.abspath(workdir)
-  manager = checkpointing.create_manager(workdir,
-                                         config.max_checkpoints_to_keep)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(
-        f'No checkpoint in {manager.directory}: train first with --mode=train '
-        'and the same --workdir.')
   _, model, _, abstract_state, _, image_shape = _build(config)
-  state = checkpointing.restore(manager, abstract_state, None,
-                                model_description(config, image_shape))
+  # Parameters only: the optimizer state (which depends on freeze_steps) is
+  # not needed to evaluate.
+  flat, source = checkpointing.restore_params(
+      workdir, abstract_state.params,
+      description=model_description(config, image_shape))
+  params = checkpointing.unflatten(flat)
   if mode == 'evaluate':
-    results = evaluation.evaluate(state.params, model, config)
-    print(json.dumps({'step': int(state.step), **results}, indent=2))
+    results = evaluation.evaluate(params, model, config)
+    print(json.dumps({'step': source['step'], **results}, indent=2))
     return results
   if mode == 'figures':
     os.makedirs(os.path.join(workdir, 'figures'), exist_ok=True)
     path = previews.write_preview(os.path.join(workdir, 'figures'),
-                                  evaluation.Codec(model), state.params,
-                                  config)
+                                  evaluation.Codec(model), params, config)
     print(f'Wrote {path}')
     return {'samples': path}
   raise ValueError(f'Unknown mode {mode!r}.')

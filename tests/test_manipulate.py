@@ -37,7 +37,7 @@ def test_swap_with_itself_is_the_reconstruction():
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1)
   labels = jnp.array([[1, 0], [0, 1]])
   params = jax.jit(functools.partial(model.init, train=True))(
-      {'params': jax.random.key(1), 'gumbel': jax.random.key(2)}, x, labels,
+      {'params': jax.random.key(1), 'sample': jax.random.key(2)}, x, labels,
       labels > 0)['params']
   codec = evaluation.Codec(model)  # jitted manipulate.encode / decode
   recon = codec.decode(params, codec.encode(params, x, labels))

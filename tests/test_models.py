@@ -25,7 +25,7 @@ def _apply(model, variables, *args, **kwargs):
 
 def _init(module, *args, **kwargs):
   init = jax.jit(functools.partial(module.init, **kwargs))
-  return init({'params': jax.random.key(0), 'gumbel': jax.random.key(1)},
+  return init({'params': jax.random.key(0), 'sample': jax.random.key(1)},
               *args)
 
 
@@ -151,7 +151,7 @@ def test_cvqvae_parameter_tree_and_shapes(tiny_model):
   head = params['feature_net']['head']['kernel']
   assert head.shape[-1] == 2 * 2 + f_size
   out = _apply(model, {'params': params}, x, labels, labels > 5, train=True,
-                    rngs={'gumbel': jax.random.key(6)})
+                    rngs={'sample': jax.random.key(6)})
   assert out['x_hat'].shape == x.shape
   assert float(jnp.abs(out['x_hat']).max()) <= 1.0
   assert out['z_e'].shape == (3, 4, 4, 4)
@@ -163,7 +163,7 @@ def test_cvqvae_parameter_tree_and_shapes(tiny_model):
 def test_z_q_is_the_sampled_code_and_gradient_is_copied_to_z_e(tiny_model):
   _, model, params, x, labels = tiny_model
   out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
-                    rngs={'gumbel': jax.random.key(7)})
+                    rngs={'sample': jax.random.key(7)})
   e = params['codebook']['embedding']
   np.testing.assert_allclose(out['z_q'], e[out['z_index']], atol=1e-6)
   # Known labels are used as given.
@@ -172,7 +172,7 @@ def test_z_q_is_the_sampled_code_and_gradient_is_copied_to_z_e(tiny_model):
   # The codebook receives no gradient from the reconstruction ('copy').
   def recon(p):
     o = _apply(model, {'params': p}, x, labels, labels >= 0, train=True,
-                    rngs={'gumbel': jax.random.key(7)})
+                    rngs={'sample': jax.random.key(7)})
     return jnp.mean(jnp.square(o['x_hat'] - x))
   grads = jax.jit(jax.grad(recon))(params)
   assert float(jnp.abs(grads['codebook']['embedding']).max()) == 0.0
@@ -187,7 +187,7 @@ def test_gumbel_straight_through_sends_gradient_to_codebook(tiny_model):
 
   def recon(p):
     o = _apply(model, {'params': p}, x, labels, labels >= 0, train=True,
-                    rngs={'gumbel': jax.random.key(7)})
+                    rngs={'sample': jax.random.key(7)})
     return jnp.mean(jnp.square(o['x_hat'] - x))
   grads = jax.jit(jax.grad(recon))(params)
   assert float(jnp.abs(grads['codebook']['embedding']).max()) > 0.0
@@ -215,11 +215,23 @@ def test_variants_a_and_b_have_no_features_and_a_constant_kl():
     params = _init(model, x, labels, labels >= 0, train=True)['params']
     assert params['feature_net']['head']['kernel'].shape[-1] == 4
     out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
-                      rngs={'gumbel': jax.random.key(0)})
+                      rngs={'sample': jax.random.key(0)})
     kl = float(objectives.kl_loss(out['z_logits']))
-    if name == 'vq_argmin':
+    q = jax.nn.softmax(out['z_logits'], axis=-1)
+    if name == 'vq_argmin':  # one-hot on the nearest code; KL = N_z^2 log K
+      np.testing.assert_array_equal(
+          q, jax.nn.one_hot(jnp.argmax(out['z_logits'], -1), 16))
+      np.testing.assert_array_equal(out['z_index'],
+                                    jnp.argmax(out['z_logits'], -1))
       np.testing.assert_allclose(kl, 16 * math.log(16), rtol=1e-6)
-    else:
+      # ... and no gradient: the constant KL does not train anything.
+      kl_grad = jax.grad(lambda p: objectives.kl_loss(model.apply(
+          {'params': p}, x, labels, labels >= 0, train=True,
+          rngs={'sample': jax.random.key(0)})['z_logits']))(params)
+      assert max(float(jnp.abs(g).max())
+                 for g in jax.tree.leaves(kl_grad)) == 0.0
+    else:  # Eq. 4: a proper distribution over the K codes
+      assert float(q.max()) < 1.0 and float(q.min()) > 0.0
       assert 0.0 < kl < 16 * math.log(16)
 
 
@@ -273,9 +285,83 @@ def test_vq_target_nearest_pulls_towards_the_nearest_code(tiny_model):
     model = create_model(config.model, image_size=16, channels=3,
                          feature_kinds=KINDS)
     out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
-                      rngs={'gumbel': jax.random.key(9)})
+                      rngs={'sample': jax.random.key(9)})
     e = params['codebook']['embedding']
     index = (jnp.argmax(out['z_logits'], -1) if target == 'nearest'
              else out['z_index'])
     np.testing.assert_array_equal(out['z_code'], e[index])
     np.testing.assert_allclose(out['z_q'], e[out['z_index']], atol=1e-6)
+
+
+def _gaussian(name, **overrides):
+  config = tiny_config(**{'model.name': name, **overrides})
+  return create_model(config.model, image_size=16, channels=3,
+                      feature_kinds=KINDS)
+
+
+@pytest.mark.parametrize('name,latent_size,adain', [('cgvae', 100, True),
+                                                    ('cgvae2', 1024, False)])
+def test_gaussian_variants_d_and_f(name, latent_size, adain):
+  model = _gaussian(name)
+  assert (model.latent_size, model.adain) == (latent_size, adain)
+  x = jnp.zeros((2, 16, 16, 3))
+  labels = jnp.zeros((2, 2), jnp.int32)
+  shapes = jax.eval_shape(lambda: _init(model, x, labels, labels > 0,
+                                        train=True))['params']
+  assert set(shapes) == {'feature_net', 'encoder', 'to_gaussian', 'decoder'}
+  # E_phi's N_z x N_z x D map -> (mu, log sigma^2) of size S_z.
+  assert shapes['to_gaussian']['kernel'].shape == (4 * 4 * 4, 2 * latent_size)
+  f_size = 3 + 2 * 3
+  assert shapes['decoder']['dense']['kernel'].shape == (
+      latent_size + 2 + f_size, 16 * 8)
+  blocks = [shapes['decoder'][f'block_{i}'] for i in range(5)]
+  if adain:  # AdaIN in every decoder block, driven by z (JDVAE, paper 2.4)
+    assert all(b['adain_1']['Dense_0']['kernel'].shape[0] == latent_size
+               for b in blocks)
+  else:
+    assert not any('adain_1' in b for b in blocks)
+  out = jax.eval_shape(lambda p: model.apply(
+      {'params': p}, x, labels, labels > 0, train=True,
+      rngs={'sample': jax.random.key(0)}), shapes)
+  assert out['z_mean'].shape == out['z_log_var'].shape == (2, latent_size)
+  assert out['x_hat'].shape == x.shape
+
+
+def test_c_phi_and_tokens_have_the_same_paths_in_every_model():
+  """What the two-step training moves from D to E or F (paper 2.4)."""
+  from cvqvae_jax import two_step  # pylint: disable=g-import-not-at-top
+  x = jnp.zeros((1, 16, 16, 3))
+  labels = jnp.zeros((1, 2), jnp.int32)
+
+  def transferred(name):
+    model = _gaussian(name)
+    shapes = jax.eval_shape(lambda: _init(model, x, labels, labels > 0,
+                                          train=True))['params']
+    flat = flax.traverse_util.flatten_dict(shapes, sep='/')
+    return {k: v.shape for k, v in flat.items() if two_step.is_transferred(k)}
+
+  d = transferred('cgvae')
+  assert d == transferred('cvqvae') == transferred('cgvae2')
+  assert 'feature_net/head/kernel' in d
+  assert 'decoder/scalar_tokens/table' in d
+  assert {f'encoder/tokens_{i}/table' for i in range(5)} <= set(d)
+  assert not any('adain' in k or 'codebook' in k for k in d)
+
+
+def test_gaussian_sampling_and_test_time_mean():
+  model = _gaussian('cgvae2')
+  x = jax.random.uniform(jax.random.key(5), (3, 16, 16, 3), minval=-1)
+  labels = jnp.array([[0, 1], [1, 0], [1, 1]])
+  params = _init(model, x, labels, labels >= 0, train=True)['params']
+  train_out = _apply(model, {'params': params}, x, labels, labels >= 0,
+                     train=True, rngs={'sample': jax.random.key(3)})
+  sigma = jnp.exp(0.5 * train_out['z_log_var'])
+  eps = (train_out['z_q'] - train_out['z_mean']) / sigma
+  assert 0.7 < float(jnp.std(eps)) < 1.3  # z = mu + sigma * N(0, 1)
+  test_out = _apply(model, {'params': params}, x, labels, labels >= 0,
+                    train=False)
+  np.testing.assert_allclose(test_out['z_q'], test_out['z_mean'])
+  index, z = _apply(model, {'params': params}, x, test_out['y'],
+                    method='encode')
+  assert index is None
+  np.testing.assert_allclose(z, test_out['z_mean'], atol=1e-5)

@@ -142,12 +142,6 @@ def _main(*args, env=None):
       env=subprocess_env(**(env or {})))
 
 
-def test_two_step_fields_are_refused_rather_than_ignored(tmp_path):
-  with pytest.raises(ValueError, match='init_from'):
-    train.train_and_evaluate(tiny_config(init_from='/tmp/stage_one'),
-                             str(tmp_path))
-
-
 def test_cli_rejects_unknown_config_fields_without_traceback(tmp_path):
   proc = _main('--config=configs/default.py', f'--workdir={tmp_path}',
                '--config.model.num_codez=3')

@@ -1,4 +1,4 @@
-"""Model construction from `config.model`."""
+"""Model construction from `config.model`: the variants A-F of paper 2.4."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Sequence
 import flax.linen as nn
 import ml_collections
 
+from cvqvae_jax.models import cgvae
 from cvqvae_jax.models import cvqvae
 
 # model.name -> (use_features, posterior) for the categorical-latent variants
@@ -16,17 +17,22 @@ CATEGORICAL_VARIANTS = {
     'vq_entropy': (False, 'softmax'),
     'cvqvae': (True, 'softmax'),
 }
-MODEL_NAMES = tuple(CATEGORICAL_VARIANTS)
+# model.name -> AdaIN decoder, for the Gaussian-latent variants D and F; their
+# S_z is model.latent_size[name].
+GAUSSIAN_VARIANTS = {
+    'cgvae': True,
+    'cgvae2': False,
+}
+MODEL_NAMES = tuple(CATEGORICAL_VARIANTS) + tuple(GAUSSIAN_VARIANTS)
 
 
 def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
                  channels: int, feature_kinds: Sequence[str]) -> nn.Module:
   """The Flax module named by `model_config.name`."""
   name = model_config.name
-  if name not in CATEGORICAL_VARIANTS:
+  if name not in MODEL_NAMES:
     raise ValueError(f'Unknown model.name {name!r}; available: {MODEL_NAMES}.')
-  use_features, posterior = CATEGORICAL_VARIANTS[name]
-  return cvqvae.CVQVAE(
+  shared = dict(
       image_size=image_size,
       channels=channels,
       feature_kinds=tuple(feature_kinds),
@@ -34,10 +40,20 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       feature_widths=tuple(model_config.feature_widths),
       decoder_widths=tuple(model_config.decoder_widths),
       latent_grid=model_config.latent_grid,
-      num_codes=model_config.num_codes,
       code_dim=model_config.code_dim,
       num_features=model_config.num_features,
+  )
+  if name in GAUSSIAN_VARIANTS:
+    sizes = model_config.latent_size
+    if name not in sizes:
+      raise ValueError(f'model.latent_size has no S_z for {name!r}: {sizes}.')
+    return cgvae.CGVAE(**shared, latent_size=sizes[name],
+                       adain=GAUSSIAN_VARIANTS[name])
+  use_features, posterior = CATEGORICAL_VARIANTS[name]
+  return cvqvae.CVQVAE(
+      **shared,
       use_features=use_features,
+      num_codes=model_config.num_codes,
       posterior=posterior,
       straight_through=model_config.straight_through,
       codebook_init=model_config.codebook_init,

@@ -156,10 +156,14 @@ class Decoder(nn.Module):
     return jnp.tanh(nn.Conv(self.channels, (1, 1), name='to_image')(h))
 
 
-class CVQVAE(nn.Module):
-  """The whole model; also variants A (posterior='argmin', no features),
-  B (no features) and C/E (this, with features) of paper 2.4.
+class ConditionalVAE(nn.Module):
+  """What every model of paper 2.4 shares: C_phi (q(y|x) and c), the
+  semi-supervised y, the feature combination f(y, c) and D_theta with tokens.
 
+  Subclasses (CVQVAE, cgvae.CGVAE) add the latent z and its posterior; they
+  must name their submodules `feature_net`, `encoder` and `decoder`, so that
+  C_phi and the tokens have the same parameter paths in every model (the
+  two-step training of paper 2.4 moves them from one model to another).
   Attributes mirror `config.model`; `feature_kinds` holds one of
   'presence'/'both' per label (their count is the number of labels L).
   """
@@ -170,32 +174,9 @@ class CVQVAE(nn.Module):
   feature_widths: Sequence[int]
   decoder_widths: Sequence[int]
   latent_grid: int = 8          # N_z
-  num_codes: int = 512          # K
   code_dim: int = 16            # D
   num_features: int = 16        # N_c
   use_features: bool = True     # False for variants A and B
-  posterior: str = 'softmax'    # Eq. 4; 'argmin' is VQ-VAE's (variant A)
-  straight_through: str = 'copy'
-  codebook_init: str = 'normal'
-  codebook_init_scale: float = 1.0
-  # Which code the codebook and commitment terms pull towards: the 'sample'
-  # that fed the decoder (z_q, paper 2.3) or the 'nearest' one ([18]).
-  vq_target: str = 'sample'
-
-  def setup(self):
-    if self.posterior not in POSTERIORS:
-      raise ValueError(f'posterior must be one of {POSTERIORS}.')
-    if self.straight_through not in objectives.STRAIGHT_THROUGH_MODES:
-      raise ValueError(f'straight_through must be one of '
-                       f'{objectives.STRAIGHT_THROUGH_MODES}.')
-    self.feature_net = FeatureNet(self.feature_widths, self.feature_sizes)
-    self.encoder = Encoder(self.encoder_widths, self.latent_grid,
-                           self.code_dim)
-    if self.vq_target not in ('sample', 'nearest'):
-      raise ValueError("vq_target must be 'sample' or 'nearest'.")
-    self.codebook = Codebook(self.num_codes, self.code_dim,
-                             self.codebook_init, self.codebook_init_scale)
-    self.decoder = Decoder(self.decoder_widths, self.image_size, self.channels)
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -203,6 +184,17 @@ class CVQVAE(nn.Module):
       return tuple(0 for _ in self.feature_kinds)
     return tuple(layers.feature_size(k, self.num_features)
                  for k in self.feature_kinds)
+
+  def _feature_net(self) -> FeatureNet:
+    return FeatureNet(self.feature_widths, self.feature_sizes)
+
+  def _decoder(self) -> Decoder:
+    return Decoder(self.decoder_widths, self.image_size, self.channels)
+
+  def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
+    """The AdaIN style vector of D_theta's blocks; None: no AdaIN."""
+    del z_flat
+    return None
 
   def classify(self, x: jax.Array):
     """C_phi: (logits of q(y|x) (B, L, 2), c tuple)."""
@@ -214,10 +206,55 @@ class CVQVAE(nn.Module):
              for l, (c_l, kind) in enumerate(zip(c, self.feature_kinds))]
     return jnp.concatenate(parts, axis=-1)
 
-  def decode(self, z_q: jax.Array, y: jax.Array,
+  def decode(self, z: jax.Array, y: jax.Array,
              c: Sequence[jax.Array]) -> jax.Array:
-    """D_theta(z_q, y, f(y, c)) -> (B, S, S, C)."""
-    return self.decoder(z_q.reshape(z_q.shape[0], -1), y, self.features(y, c))
+    """D_theta(z, y, f(y, c)) -> (B, S, S, C); z is z_q for the categorical
+    models, the Gaussian sample (or mean) for the Gaussian ones."""
+    z_flat = z.reshape(z.shape[0], -1)
+    return self.decoder(z_flat, y, self.features(y, c),
+                        self.decoder_style(z_flat))
+
+  def labels_and_features(self, x: jax.Array, labels: jax.Array,
+                          labelled: jax.Array, train: bool,
+                          y_temperature: Any):
+    """(logits_y, c, y): y is the true one-hot label where labelled, else a
+    relaxed sample of q(y|x) ('sample' rng) in training, argmax at test."""
+    logits_y, c = self.classify(x)
+    if train:
+      y = objectives.semi_supervised_labels(
+          self.make_rng('sample'), logits_y, labels, labelled, y_temperature)
+    else:
+      y = jax.nn.one_hot(jnp.argmax(logits_y, -1), 2, dtype=x.dtype)
+    return logits_y, c, y
+
+
+class CVQVAE(ConditionalVAE):
+  """The categorical-latent model: variants A (posterior='argmin', no
+  features), B (no features) and C/E (with features) of paper 2.4."""
+  num_codes: int = 512          # K
+  posterior: str = 'softmax'    # Eq. 4; 'argmin' is VQ-VAE's (variant A)
+  straight_through: str = 'copy'
+  codebook_init: str = 'normal'
+  codebook_init_scale: float = 1.0
+  # Which code the codebook and commitment terms pull towards: the 'sample'
+  # that fed the decoder (z_q, paper 2.3) or the 'nearest' one ([18]).
+  vq_target: str = 'sample'
+  latent = 'categorical'
+
+  def setup(self):
+    if self.posterior not in POSTERIORS:
+      raise ValueError(f'posterior must be one of {POSTERIORS}.')
+    if self.straight_through not in objectives.STRAIGHT_THROUGH_MODES:
+      raise ValueError(f'straight_through must be one of '
+                       f'{objectives.STRAIGHT_THROUGH_MODES}.')
+    if self.vq_target not in ('sample', 'nearest'):
+      raise ValueError("vq_target must be 'sample' or 'nearest'.")
+    self.feature_net = self._feature_net()
+    self.encoder = Encoder(self.encoder_widths, self.latent_grid,
+                           self.code_dim)
+    self.codebook = Codebook(self.num_codes, self.code_dim,
+                             self.codebook_init, self.codebook_init_scale)
+    self.decoder = self._decoder()
 
   def encode(self, x: jax.Array, y: jax.Array):
     """Most likely codes at test time: (z_index (B, N, N), z_q)."""
@@ -228,15 +265,11 @@ class CVQVAE(nn.Module):
   def __call__(self, x: jax.Array, labels: jax.Array, labelled: jax.Array, *,
                train: bool, y_temperature: Any = 1.0,
                z_temperature: Any = 1.0) -> dict[str, Any]:
-    """One pass. labels, labelled: (B, L). With train=True the 'gumbel' rng
+    """One pass. labels, labelled: (B, L). With train=True the 'sample' rng
     samples y for unlabelled examples and z from q(z|x,y); otherwise y is the
     most likely label and z the most likely code."""
-    logits_y, c = self.classify(x)
-    if train:
-      y = objectives.semi_supervised_labels(
-          self.make_rng('gumbel'), logits_y, labels, labelled, y_temperature)
-    else:
-      y = jax.nn.one_hot(jnp.argmax(logits_y, -1), 2, dtype=x.dtype)
+    logits_y, c, y = self.labels_and_features(x, labels, labelled, train,
+                                              y_temperature)
 
     z_e = self.encoder(x, y)
     z_logits = self.codebook.logits(z_e)
@@ -244,7 +277,7 @@ class CVQVAE(nn.Module):
       noisy = z_logits
     else:
       noisy = z_logits + objectives.gumbel_noise(
-          self.make_rng('gumbel'), z_logits.shape, z_logits.dtype)
+          self.make_rng('sample'), z_logits.shape, z_logits.dtype)
     z_index = jnp.argmax(noisy, axis=-1)
     z_code = self.codebook.lookup(z_index)
     if self.straight_through == 'gumbel' and self.posterior == 'softmax':

@@ -1,0 +1,65 @@
+"""CGVAE and CGVAE2 (paper 2.4, approaches D and F): CVQVAE with a Gaussian z.
+
+Everything but the latent is CVQVAE's (cvqvae.ConditionalVAE): C_phi, the
+tokens, f(y, c) and D_theta. z ~ q(z|x, y) = N(mu, diag(sigma^2)) with the
+prior N(0, I) ([9]); E_phi is CVQVAE's encoder followed by one dense layer to
+(mu, log sigma^2) of size S_z. CGVAE (D, S_z = 100) injects z into every
+decoder block through AdaIN as JDVAE does; CGVAE2 (F, S_z = 1024 = the size of
+CVQVAE's z_q) does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cvqvae_jax.models import cvqvae
+
+
+class CGVAE(cvqvae.ConditionalVAE):
+  """Gaussian-latent conditional VAE; `adain` chooses D (True) or F (False)."""
+  latent_size: int = 100        # S_z
+  adain: bool = True
+  latent = 'gaussian'
+
+  def setup(self):
+    if self.latent_size < 1:
+      raise ValueError(f'latent size S_z must be positive: {self.latent_size}')
+    self.feature_net = self._feature_net()
+    self.encoder = cvqvae.Encoder(self.encoder_widths, self.latent_grid,
+                                  self.code_dim)
+    self.to_gaussian = nn.Dense(2 * self.latent_size)
+    self.decoder = self._decoder()
+
+  def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
+    return z_flat if self.adain else None
+
+  def posterior(self, x: jax.Array, y: jax.Array):
+    """(mean, log variance) of q(z|x, y), each (B, S_z)."""
+    h = self.encoder(x, y)
+    mean, log_var = jnp.split(self.to_gaussian(h.reshape(h.shape[0], -1)), 2,
+                              axis=-1)
+    return mean, log_var
+
+  def encode(self, x: jax.Array, y: jax.Array):
+    """The most likely z at test time: (None (no code indices), mean)."""
+    mean, _ = self.posterior(x, y)
+    return None, mean
+
+  def __call__(self, x: jax.Array, labels: jax.Array, labelled: jax.Array, *,
+               train: bool, y_temperature: Any = 1.0,
+               z_temperature: Any = 1.0) -> dict[str, Any]:
+    """One pass; with train=True z = mean + sigma * eps ('sample' rng)."""
+    del z_temperature  # No Gumbel sample of z here.
+    logits_y, c, y = self.labels_and_features(x, labels, labelled, train,
+                                              y_temperature)
+    mean, log_var = self.posterior(x, y)
+    z = mean
+    if train:
+      eps = jax.random.normal(self.make_rng('sample'), mean.shape, mean.dtype)
+      z = mean + jnp.exp(0.5 * log_var) * eps
+    return dict(logits_y=logits_y, c=c, y=y, z_mean=mean, z_log_var=log_var,
+                z_q=z, x_hat=self.decode(z, y, c))

@@ -1,0 +1,209 @@
+"""Two-step training (paper 2.4): stage two starts from stage one's C_phi and
+tokens, keeps them frozen for freeze_steps, then trains everything."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cvqvae_jax import checkpointing
+from cvqvae_jax import train
+from cvqvae_jax import two_step
+
+from conftest import ROOT, subprocess_env, tiny_config
+from test_train import TINY_FLAGS
+
+
+def test_optimizer_freezes_only_the_transferred_params():
+  config = tiny_config(init_from='stage_one', freeze_steps=3)
+  params = {'feature_net': {'head': {'kernel': jnp.ones((2, 2))}},
+            'encoder': {'tokens_0': {'table': jnp.ones((3,))},
+                        'block_0': {'conv_1': {'kernel': jnp.ones((3,))}}}}
+  tx = two_step.create_optimizer(config)
+  opt_state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  update = jax.jit(tx.update)
+  history = [params]
+  for _ in range(5):
+    updates, opt_state = update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    history.append(params)
+  head = [float(p['feature_net']['head']['kernel'][0, 0]) for p in history]
+  token = [float(p['encoder']['tokens_0']['table'][0]) for p in history]
+  conv = [float(p['encoder']['block_0']['conv_1']['kernel'][0])
+          for p in history]
+  lr = config.learning_rate
+  # Frozen for the first 3 updates, then Adam's first step: exactly lr,
+  # because the masked updates left its moments untouched.
+  assert head[:4] == [1.0] * 4 and token[:4] == [1.0] * 4
+  np.testing.assert_allclose(head[4], 1.0 - lr, rtol=1e-5)
+  np.testing.assert_allclose(token[5], 1.0 - 2 * lr, rtol=1e-5)
+  # Everything else trains from the first step.
+  np.testing.assert_allclose(conv, [1.0 - i * lr for i in range(6)],
+                             rtol=1e-5)
+
+
+def test_without_freeze_steps_the_optimizer_is_plain_adam():
+  config = tiny_config(init_from='stage_one')
+  params = {'feature_net': {'w': jnp.ones(2)}}
+  state = two_step.create_optimizer(config).init(params)
+  assert jax.tree.structure(state) == jax.tree.structure(
+      optax.adam(1.0).init(params))
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'freeze_steps': 5}, 'set init_from'),
+    ({'freeze_steps': -1, 'init_from': 'x'}, 'freeze_steps must be >= 0'),
+])
+def test_two_step_settings_that_cannot_work_are_errors(overrides, message,
+                                                       tmp_path):
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(tiny_config(**overrides), str(tmp_path))
+  with pytest.raises(ValueError, match='this very run'):
+    train.train_and_evaluate(tiny_config(init_from=str(tmp_path)),
+                             str(tmp_path))
+
+
+@pytest.fixture(scope='module')
+def stage_one(tmp_path_factory):
+  """A finished tiny CGVAE (approach D) run."""
+  workdir = str(tmp_path_factory.mktemp('stage_one'))
+  train.train_and_evaluate(tiny_config(**{'model.name': 'cgvae'}), workdir)
+  return workdir
+
+
+def _stage_two_config(stage_one_dir, **overrides):
+  return tiny_config(init_from=stage_one_dir, freeze_steps=2,
+                     num_train_steps=4, checkpoint_every_steps=1,
+                     max_checkpoints_to_keep=10, **overrides)
+
+
+def test_stage_two_starts_from_stage_one_and_thaws_after_freeze_steps(
+    stage_one, tmp_path):
+  workdir = str(tmp_path)
+  config = _stage_two_config(stage_one)
+  train.train_and_evaluate(config, workdir)
+
+  _, _, _, abstract, _, image_shape = train._build(config)  # pylint: disable=protected-access
+  stage_one_params, _ = checkpointing.restore_params(
+      stage_one, abstract.params, select=two_step.is_transferred)
+  manager = checkpointing.create_manager(workdir, 10)
+  steps = {}
+  for step in (1, 2, 3, 4):
+    state = checkpointing.restore(manager, abstract, None,
+                                  train.model_description(config, image_shape),
+                                  step=step)
+    steps[step] = checkpointing.flatten(state.params)
+
+  def moved(a, b, paths):
+    return [p for p in paths if not np.array_equal(a[p], b[p])]
+
+  transferred = sorted(stage_one_params)
+  others = sorted(set(steps[1]) - set(transferred))
+  assert len(transferred) > 20 and 'codebook/embedding' in others
+  # Equal to stage one through the freeze_steps = 2 frozen steps ...
+  assert not moved(steps[1], stage_one_params, transferred)
+  assert not moved(steps[2], stage_one_params, transferred)
+  # ... then everything trains.
+  assert moved(steps[3], stage_one_params, transferred) == transferred
+  # The rest trains from the start.
+  assert len(moved(steps[1], steps[2], others)) == len(others)
+
+  with open(os.path.join(workdir, two_step.INIT_RECORD)) as f:
+    record = json.load(f)
+  assert record['stage_one_model'] == 'cgvae'
+  assert record['restored'] == transferred
+  assert record['initialised'] == others
+
+
+def test_stage_one_that_does_not_fit_names_the_paths_and_shapes(stage_one):
+  config = _stage_two_config(stage_one, **{'model.num_features': 5})
+  _, _, _, abstract, _, _ = train._build(config)  # pylint: disable=protected-access
+  with pytest.raises(checkpointing.CheckpointMismatchError) as error:
+    two_step.initialise_from(stage_one, abstract.params, abstract.params)
+  message = str(error.value)
+  # N_c 3 -> 5: the head has (2 labels x 2 + 3 + 2 x 3) = 13 outputs in stage
+  # one, (4 + 5 + 10) = 19 here.
+  assert 'feature_net/head/kernel: checkpoint (128, 13), model (128, 19)' in message
+  assert "model 'cgvae'" in message and 'N_c 3' in message
+
+  config = _stage_two_config(stage_one, **{'data.labels': ('glasses',)})
+  _, _, _, abstract, _, _ = train._build(config)  # pylint: disable=protected-access
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match=r'encoder/tokens_0/table: checkpoint \(2, 2, 16, '
+                     r'16\), model \(1, 2, 16, 16\)'):
+    two_step.initialise_from(stage_one, abstract.params, abstract.params)
+
+
+def test_missing_stage_one_names_the_path_it_looked_in(tmp_path):
+  config = _stage_two_config(str(tmp_path / 'nowhere'))
+  _, _, _, abstract, _, _ = train._build(config)  # pylint: disable=protected-access
+  with pytest.raises(FileNotFoundError,
+                     match=str(tmp_path / 'nowhere' / 'checkpoints')):
+    two_step.initialise_from(config.init_from, abstract.params,
+                             abstract.params)
+
+
+def test_cli_trains_f_from_a_d_workdir(stage_one, tmp_path):
+  """`--config.init_from=DIR --config.freeze_steps=N` from the command line,
+  then --mode=evaluate on the stage-two workdir; and a missing stage one is
+  a message, not a traceback."""
+  def main(*args):
+    return subprocess.run(
+        [sys.executable, '-m', 'cvqvae_jax.main', '--config=configs/default.py',
+         *TINY_FLAGS, '--config.num_train_steps=2', *args],
+        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+        timeout=600, check=False)
+
+  workdir = str(tmp_path / 'f')
+  proc = main(f'--workdir={workdir}', '--config.model.name=cgvae2',
+              f'--config.init_from={stage_one}', '--config.freeze_steps=1')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'Two-step training: restored from' in proc.stderr
+  assert 'feature_net/head (bias, kernel)' in proc.stderr
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(l) for l in f]
+  assert [r['step'] for r in records if 'loss' in r] == [1, 2]
+  # Evaluation reads the parameters only: it needs neither init_from nor
+  # freeze_steps, whose optimizer state differs.
+  proc = main(f'--workdir={workdir}', '--config.model.name=cgvae2',
+              '--mode=evaluate')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert '"eval_reconstruction_mse"' in proc.stdout
+
+  missing = str(tmp_path / 'no_stage_one')
+  proc = main(f'--workdir={tmp_path / "e"}', f'--config.init_from={missing}')
+  assert proc.returncode == 1
+  assert f'No checkpoints in {missing}/checkpoints' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
+def test_pipeline_runs_both_stages_and_resumes(tmp_path):
+  """experiments/two_step.py's function: D then E from one call."""
+  config = tiny_config(num_train_steps=2)
+  workdir = str(tmp_path)
+  results = two_step.run(config, workdir, stage_two='cvqvae',
+                         stage_one_steps=3, freeze_steps=1)
+  assert 'eval_reconstruction_mse' in results
+  (one, one_dir), (two, two_dir) = two_step.stage_configs(
+      config, workdir, stage_two='cvqvae', stage_one_steps=3, freeze_steps=1)
+  assert (one.model.name, one.num_train_steps, one.init_from) == ('cgvae', 3,
+                                                                  '')
+  assert (two.model.name, two.init_from, two.freeze_steps) == ('cvqvae',
+                                                               one_dir, 1)
+  assert two_step.finished(one_dir, 3) and two_step.finished(two_dir, 2)
+  with open(os.path.join(two_dir, two_step.INIT_RECORD)) as f:
+    assert json.load(f)['init_from'] == one_dir
+  # A second call finds both stages finished and trains nothing more.
+  mtime = os.path.getmtime(os.path.join(one_dir, 'metrics.jsonl'))
+  assert two_step.run(config, workdir, stage_two='cvqvae', stage_one_steps=3,
+                      freeze_steps=1) is not None
+  assert os.path.getmtime(os.path.join(one_dir, 'metrics.jsonl')) == mtime
+  with pytest.raises(ValueError, match='cvqvae'):
+    two_step.stage_configs(config, workdir, stage_two='vq_argmin')
