@@ -144,6 +144,18 @@ def test_center_crop_keeps_the_middle_square():
   assert images.preprocess(image, 16, 3, 'none').max() > 0.5
 
 
+def test_sixteen_bit_grey_is_stretched_to_its_range(tmp_path):
+  a = np.linspace(1000, 3000, 32 * 24).reshape(24, 32).astype(np.uint16)
+  path = str(tmp_path / 'xray.png')
+  Image.fromarray(a).save(path)
+  assert images.channels_of(path) == 1
+  x = images.load(path, path, 8, 1, 'none')
+  assert x.shape == (8, 8, 1)
+  # 1000..3000 -> 0..255 before the resize averages each 4x3 block.
+  assert -0.9 < x.min() < -0.85 and 0.85 < x.max() < 0.9
+  assert (np.diff(x[:, 0, 0]) > 0).all()  # Brightness order kept.
+
+
 def test_sources_give_the_element_contract(data):
   cases = [('folder', 'celeba', data['celeba'], ('glasses',), 3),
            ('folder', 'chexpert', data['chexpert'], ('cardiomegaly',), 1),
