@@ -218,6 +218,10 @@ def test_tfds_source_reads_the_same_data_without_tensorflow(data):
       sources.load_release(_data_config(
           'folder', 'chexpert', data['chexpert'],
           ('cardiomegaly',))).table.counts
+  # data_dir may also name the dataset's own folder.
+  assert len(pipeline.create_source(_data_config(
+      'tfds', 'chexpert', os.path.join(data['tfds'], 'chexpert'),
+      ('cardiomegaly',)), 'train')) == 22
   assert 'tensorflow' not in sys.modules
 
 

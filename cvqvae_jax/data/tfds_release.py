@@ -40,6 +40,8 @@ def _prepare_hint(tfds_name: str) -> str:
 def open_splits(tfds_name: str, data_dir: str) -> dict[str, Any]:
   """{split: tfds ArrayRecordDataSource} with images left encoded."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if data_dir and os.path.basename(os.path.normpath(data_dir)) == tfds_name:
+    data_dir = os.path.dirname(os.path.normpath(data_dir))  # DIR/celeb_a
   where = os.path.join(data_dir or '$TFDS_DATA_DIR or ~/tensorflow_datasets',
                        tfds_name)
   layout = (f'{where}/VERSION/dataset_info.json and {tfds_name}-SPLIT.'
