@@ -17,6 +17,7 @@ from cvqvae_jax.data import errors
 from cvqvae_jax.data import images
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.data import policies
+from cvqvae_jax.data import releases
 from cvqvae_jax.data import sources
 
 import fake_releases
@@ -245,6 +246,21 @@ def test_missing_data_names_dataset_path_layout_and_origin(tmp_path):
   with pytest.raises(errors.DatasetNotFoundError, match='tfds build celeb_a'):
     sources.load_release(_data_config('tfds', 'celeba', str(tmp_path),
                                       ('glasses',)))
+
+
+def test_malformed_attribute_list_names_the_problem(tmp_path):
+  names = ' '.join(policies.CELEBA_ATTRIBUTES)
+  cases = {'2\n' + names + '\n000001.jpg' + ' 1' * 40 + '\n': 'says 2',
+           '1\n' + names + '\n000001.jpg' + ' 1' * 39 + '\n': 'line 3',
+           '1\n' + names + '\n000001.jpg' + ' 1' * 39 + ' x\n': '1 or -1',
+           '1\n' + names + '\n000001.jpg' + ' 1' * 39 + ' 0\n': '1 or -1'}
+  for i, (text, message) in enumerate(cases.items()):
+    path = tmp_path / f'{i}.txt'
+    path.write_text(text)
+    with pytest.raises(errors.DatasetFormatError, match=message):
+      releases.read_celeba_attributes(str(path))
+  path.write_text('1\n' + names + '\n000001.jpg' + ' -1' * 40 + '\n')
+  assert releases.read_celeba_attributes(str(path))[1]['Young'][0] == -1
 
 
 def test_unknown_label_columns_list_the_columns(data):
