@@ -43,6 +43,13 @@ def get_config() -> ml_collections.ConfigDict:
   data.read_threads = 2                 # grain read threads (render/decode)
   data.prefetch_buffer = 8              # batches read ahead
   data.worker_count = 0                 # grain worker processes (0: none)
+  # Real data (data.source 'folder', 'csv' or 'tfds'; docs/data.md).
+  data.channels = 0                     # 1 grey, 3 colour, 0 the dataset's
+  data.crop = 'center'                  # 'center' square crop, or 'none'
+  data.split = 'seeded'                 # 'seeded' 80/20, or 'release'
+  data.test_fraction = 0.2              # paper 3: 80 % used for training
+  data.view = 'frontal'                 # CheXpert views: 'frontal' or 'all'
+  data.skip_unreadable = False          # skip (and count) unreadable images
 
   config.model = model = ml_collections.ConfigDict()
   # Paper 2.4 / Table 1: vq_argmin (A), vq_entropy (B), cvqvae (C; E with

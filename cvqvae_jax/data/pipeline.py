@@ -11,8 +11,9 @@ import ml_collections
 import numpy as np
 
 from cvqvae_jax.data import procedural
+from cvqvae_jax.data import sources
 
-SOURCES = ('procedural',)
+SOURCES = ('procedural', *sources.SOURCES)
 
 
 def supervision_mask(num_examples: int, rate: float, seed: int) -> np.ndarray:
@@ -44,6 +45,8 @@ def create_source(data_config: ml_collections.ConfigDict, split: str):
                       else data_config.num_test),
         image_size=data_config.image_size, seed=data_config.seed,
         split=split, labels=tuple(data_config.labels))
+  if data_config.source in sources.SOURCES:
+    return sources.create_source(data_config, split)
   raise ValueError(
       f'Unknown data.source {data_config.source!r}; available: {SOURCES}.')
 
