@@ -47,14 +47,24 @@ def variant_config(config, letter, workdir, steps, freeze_steps):
   return config
 
 
+def last_training_record(workdir) -> dict:
+  """The last logged training record (means over its logging interval)."""
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(l) for l in f]
+  return [r for r in records if 'loss' in r][-1]
+
+
 def markdown(rows, labels) -> str:
-  head = ['variant', 'model', 'recon MSE']
+  head = ['variant', 'model', 'train recon (sampled z)', 'train KL',
+          'recon MSE (most likely z)']
   for l in labels:
     head += [f'acc {l}', f'{l} swap+ / identity+', f'{l} swap- / identity-']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for letter, row in rows.items():
     r = row['results']
-    cells = [letter, row['model'], f'{r["eval_reconstruction_mse"]:.4f}']
+    t = row['train']
+    cells = [letter, row['model'], f'{t["reconstruction"]:.4f}',
+             f'{t["kl"]:.1f}', f'{r["eval_reconstruction_mse"]:.4f}']
     for l in labels:
       cells.append(f'{r[f"eval_accuracy_{l}"]:.3f}')
       for d in ('plus', 'minus'):
@@ -86,6 +96,8 @@ def main(argv):
     rows[letter] = {'model': config.model.name, 'init_from': config.init_from,
                     'steps': config.num_train_steps,
                     'seconds': round(time.time() - start, 1),
+                    'train': last_training_record(
+                        os.path.join(workdir, letter)),
                     'results': results}
   with open(os.path.join(workdir, 'table1.json'), 'w') as f:
     json.dump(rows, f, indent=2)
