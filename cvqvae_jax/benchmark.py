@@ -107,7 +107,11 @@ def run(config, steps: int = 20) -> dict:
 
 def main(argv):
   del argv
-  print(json.dumps(run(FLAGS.config, FLAGS.steps)))
+  try:
+    print(json.dumps(run(FLAGS.config, FLAGS.steps)))
+  except train.USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
   sys.stdout.flush()
 
 
