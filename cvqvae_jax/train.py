@@ -8,7 +8,6 @@ evaluation.py).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from typing import Any
@@ -24,6 +23,7 @@ import optax
 
 from cvqvae_jax import checkpointing
 from cvqvae_jax import evaluation
+from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
 from cvqvae_jax import previews
@@ -270,16 +270,19 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
   state = checkpointing.restore(manager, abstract_state, None,
                                 model_description(config, image_shape))
   if mode == 'evaluate':
-    results = evaluation.evaluate(state.params, model, config)
-    print(json.dumps({'step': int(state.step), **results}, indent=2))
+    results = evaluation.paper_evaluation(state.params, model, config,
+                                          workdir, int(state.step))
+    path = evaluation.write_results(workdir, results)
+    print(evaluation.format_table(results))
+    print(f'Wrote {path}', flush=True)
     return results
   if mode == 'figures':
-    os.makedirs(os.path.join(workdir, 'figures'), exist_ok=True)
-    path = previews.write_preview(os.path.join(workdir, 'figures'),
-                                  evaluation.Codec(model), state.params,
-                                  config)
-    print(f'Wrote {path}')
-    return {'samples': path}
+    paths = figures.write_figures(workdir, model, state.params, config)
+    paths['samples'] = previews.write_preview(
+        os.path.join(workdir, 'figures'), evaluation.Codec(model),
+        state.params, config)
+    print('Wrote:\n  ' + '\n  '.join(paths.values()), flush=True)
+    return paths
   raise ValueError(f'Unknown mode {mode!r}.')
 
 

@@ -78,3 +78,27 @@ def test_statistics_accumulator_matches_numpy():
   mu, sigma = acc.result()
   np.testing.assert_allclose(mu, x.mean(0), rtol=1e-12)
   np.testing.assert_allclose(sigma, np.cov(x, rowvar=False), rtol=1e-10)
+
+
+def test_oracle_error_of_the_ideal_render_is_zero():
+  from cvqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from cvqvae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config()
+  batch = next(iter(pipeline.create_eval_dataset(config, 'test',
+                                                 batch_size=16)))
+  pairs = evaluation.swap_pairs(batch['label'], 0, 6, seed=0)
+  assert pairs is not None
+  i0, i1 = pairs
+  assert (batch['label'][i0, 0] == 0).all() and (batch['label'][i1, 0] == 1
+                                                 ).all()
+  ideal_plus = evaluation.ideal_swaps(batch['factors'], i0, i1, 'glasses', 16)
+  ideal_minus = evaluation.ideal_swaps(batch['factors'], i1, i0, 'glasses',
+                                       16)
+  errors = evaluation.oracle_errors(batch, 'glasses', i0, i1, ideal_plus,
+                                    ideal_minus)
+  assert errors['oracle_swap_mse_plus'] == 0.0
+  assert errors['oracle_swap_mse_minus'] == 0.0
+  # Doing nothing is not the ideal swap.
+  assert errors['oracle_identity_mse_plus'] > 1e-3
+  assert errors['oracle_identity_mse_minus'] > 1e-3
