@@ -111,18 +111,29 @@ def swap_fakes(codec: Codec, params, data, label: int, i0, i1,
   return fake_plus, fake_minus
 
 
-def oracle_errors(data, name: str, i0, i1, fake_plus,
-                  fake_minus) -> dict[str, float]:
+def oracle_errors(data, name: str, i0, i1, fake_plus, fake_minus,
+                  reconstructions=None) -> dict[str, float]:
   """MSE of fake+/fake- against the ideal render, and of doing nothing (the
-  source image against the same render)."""
+  source image against the same render).
+
+  reconstructions: optional (D(E(x[i0])), D(E(x[i1]))), the model's unswapped
+  reconstructions; they add oracle_reconstruction_mse_plus/minus, doing
+  nothing through the model, which separates blur from a failed swap.
+  """
   x = data['image']
   ideal_plus = ideal_swaps(data['factors'], i0, i1, name, x.shape[1])
   ideal_minus = ideal_swaps(data['factors'], i1, i0, name, x.shape[1])
   mse = lambda a, b: float(np.mean(np.square(a - b)))
-  return {'oracle_swap_mse_plus': mse(fake_plus, ideal_plus),
-          'oracle_swap_mse_minus': mse(fake_minus, ideal_minus),
-          'oracle_identity_mse_plus': mse(x[i0], ideal_plus),
-          'oracle_identity_mse_minus': mse(x[i1], ideal_minus)}
+  errors = {'oracle_swap_mse_plus': mse(fake_plus, ideal_plus),
+            'oracle_swap_mse_minus': mse(fake_minus, ideal_minus),
+            'oracle_identity_mse_plus': mse(x[i0], ideal_plus),
+            'oracle_identity_mse_minus': mse(x[i1], ideal_minus)}
+  if reconstructions is not None:
+    errors['oracle_reconstruction_mse_plus'] = mse(reconstructions[0],
+                                                   ideal_plus)
+    errors['oracle_reconstruction_mse_minus'] = mse(reconstructions[1],
+                                                    ideal_minus)
+  return errors
 
 
 def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
@@ -193,7 +204,12 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
     row['fid'] = metrics.frechet_distance(*fid_net.statistics(fakes),
                                           *real_fid_stats)
   if 'factors' in data:
-    row.update(oracle_errors(data, name, i0, i1, fake_plus, fake_minus))
+    reconstruct = lambda a, la: codec.decode(params, codec.encode(params, a,
+                                                                   la))
+    recons = tuple(batched(reconstruct, (x[i], data['label'][i]), bs)
+                   for i in (i0, i1))
+    row.update(oracle_errors(data, name, i0, i1, fake_plus, fake_minus,
+                             recons))
   return row
 
 
@@ -248,8 +264,10 @@ TABLE_COLUMNS = (('bca', 'BCA'), ('sr_plus', 'SR(+)'), ('sr_minus', 'SR(-)'),
                  ('classifier_accuracy', 'clf acc'),
                  ('oracle_swap_mse_plus', 'oracle+'),
                  ('oracle_identity_mse_plus', 'ident+'),
+                 ('oracle_reconstruction_mse_plus', 'recon+'),
                  ('oracle_swap_mse_minus', 'oracle-'),
-                 ('oracle_identity_mse_minus', 'ident-'))
+                 ('oracle_identity_mse_minus', 'ident-'),
+                 ('oracle_reconstruction_mse_minus', 'recon-'))
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import inception
+from cvqvae_jax import metrics
 from cvqvae_jax import train
 
 from conftest import ROOT, subprocess_env, tiny_config
@@ -51,9 +53,19 @@ def test_workdir_contract(trained):
   assert 0.0 < results['eval_reconstruction_mse'] < 4.0
 
 
-def test_evaluate_and_figures_modes_read_the_latest_checkpoint(trained,
-                                                              tmp_path,
-                                                              capsys):
+class _StubFIDFeatures:
+  """Stands in for the FID InceptionV3 (tests/test_inception.py tests it)."""
+
+  def __init__(self, path, batch_size):
+    assert path == 'stub.npz' and batch_size > 0
+
+  def statistics(self, images):
+    return metrics.feature_statistics(np.asarray(images)[:, ::4, ::4, 0]
+                                      .reshape(len(images), -1))
+
+
+def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
+    trained, tmp_path, capsys, monkeypatch):
   workdir, _, _ = trained
   config = tiny_config(num_train_steps=6)
   results = train.run_offline('evaluate', config, workdir)
@@ -84,11 +96,16 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(trained,
   assert 'Classifier glasses (cifar_resnet8): step' not in (
       capsys.readouterr().out)
   assert again == results
-  # Another classifier config is not silently reused.
-  other = tiny_config(num_train_steps=6, **{'eval.classifier_steps': 2})
-  train.run_offline('evaluate', other, workdir)
+  # Another classifier config is not silently reused. (And with weights
+  # given, FID is reported: a stand-in feature network keeps this fast.)
+  other = tiny_config(num_train_steps=6, **{'eval.classifier_steps': 2,
+                                            'eval.fid_weights': 'stub.npz'})
+  monkeypatch.setattr(inception, 'FIDFeatures', _StubFIDFeatures)
+  with_fid = train.run_offline('evaluate', other, workdir)
   assert 'step 2/2' in capsys.readouterr().out
   assert len(glob.glob(os.path.join(workdir, 'classifier', '*'))) == 4
+  for row in with_fid['labels'].values():
+    assert row['fid'] > 0
 
   out = train.run_offline('figures', config, workdir)
   assert out['samples'] == os.path.join(workdir, 'figures', 'samples.png')
