@@ -61,19 +61,20 @@ def cache_dir(workdir: str, description: dict[str, Any]) -> str:
 
 @dataclasses.dataclass
 class Classifier:
-  """A trained classifier of one label; `outputs` is jitted."""
+  """A trained classifier of one label.
+
+  predict: jitted (variables, x) -> (probabilities, features), shared by the
+  classifiers of one architecture so that it compiles once.
+  """
   label: str
-  model: Any
   variables: Any
   test_accuracy: float
   test_bca: float
-
-  def __post_init__(self):
-    self._apply = jax.jit(functools.partial(_predict, self.model))
+  predict: Any
 
   def outputs(self, x) -> tuple[jax.Array, jax.Array]:
     """x (B, S, S, C) in [-1, 1] -> (probabilities (B, 2), features (B, F))."""
-    return self._apply(self.variables, x)
+    return self.predict(self.variables, x)
 
 
 def _predict(model, variables, x):
@@ -179,7 +180,7 @@ def load_or_train(config, workdir: str) -> dict[str, Classifier]:
       accuracy, bca = meta['test_accuracy'], meta['test_bca']
       logging.info('Classifier %s restored from %s (test accuracy %.4f).',
                    label, directory, accuracy)
-    out[label] = Classifier(label, model, variables, accuracy, bca)
+    out[label] = Classifier(label, variables, accuracy, bca, predict)
   return out
 
 
