@@ -97,11 +97,11 @@ def write_figures(workdir: str, model, params, config,
     plus = ops.codec.swap(params, x[a0], x[a1], labels[a0], labels[a1], l)
     minus = ops.codec.swap(params, x[a1], x[a0], labels[a1], labels[a0], l)
     rows = [(f'x0: {name}=0', x[a0]), (f'x1: {name}=1', x[a1]),
-            (f'fake+ (z0,c1,y=1)', plus)]
+            ('fake+ (z0,c1,y=1)', plus)]
     if 'factors' in batch:
       rows.append(('ideal fake+', evaluation.ideal_swaps(
           batch['factors'], a0, a1, name, x.shape[1])))
-    rows.append((f'fake- (z1,c0,y=0)', minus))
+    rows.append(('fake- (z1,c0,y=0)', minus))
     if 'factors' in batch:
       rows.append(('ideal fake-', evaluation.ideal_swaps(
           batch['factors'], a1, a0, name, x.shape[1])))
