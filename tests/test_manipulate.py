@@ -57,9 +57,12 @@ def _tiny_model_and_params():
                        feature_kinds=('presence', 'both'))
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1)
   labels = jnp.array([[1, 1], [1, 1]])
+  # Both names of the sampling stream ('gumbel' here, 'sample' in models
+  # with a Gaussian latent); flax ignores the one a model does not use.
+  rngs = {'params': jax.random.key(1), 'gumbel': jax.random.key(2),
+          'sample': jax.random.key(3)}
   params = jax.jit(functools.partial(model.init, train=True))(
-      {'params': jax.random.key(1), 'gumbel': jax.random.key(2)}, x, labels,
-      labels > 0)['params']
+      rngs, x, labels, labels > 0)['params']
   return model, params, x, labels
 
 
