@@ -221,7 +221,11 @@ TINY_FLAGS = ('--config.batch_size=8', '--config.data.image_size=16',
               '--config.model.latent_grid=4', '--config.model.num_codes=16',
               '--config.model.code_dim=4', '--config.model.num_features=3',
               '--config.eval.batch_size=8', '--config.eval.num_examples=16',
-              '--config.log_every_steps=1', '--config.data.read_threads=1')
+              '--config.log_every_steps=1', '--config.data.read_threads=1',
+              # --mode=evaluate/figures: a tiny independent classifier.
+              '--config.eval.num_pairs=8', '--config.eval.classifier_steps=2',
+              '--config.eval.classifier_batch_size=8',
+              '--config.eval.figure_examples=2')
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
