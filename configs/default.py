@@ -98,4 +98,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.num_pairs = 500           # swap pairs (paper 3)
   config.eval.batch_size = 100
   config.eval.num_examples = 2_000      # held-out examples for accuracy
+  # Independent classifier (paper 3: ResNet-50), one per label, trained fully
+  # supervised and cached in WORKDIR/classifier/ (docs/evaluation.md).
+  # 'resnet18'|'resnet34'|'resnet50' (ImageNet) or 'cifar_resnet8'|
+  # 'cifar_resnet20' (3x3 stem, for small images such as these 32 px).
+  config.eval.classifier = 'cifar_resnet8'
+  config.eval.classifier_steps = 400
+  config.eval.classifier_batch_size = 64
+  config.eval.classifier_learning_rate = 3e-3
+  # FID (paper 3): the pytorch-fid InceptionV3 weights converted to .npz
+  # (docs/evaluation.md); '' reports fid as null.
+  config.eval.fid_weights = ''
+  config.eval.fid_batch_size = 50
+  config.eval.figure_examples = 6       # examples per figure (--mode=figures)
   return config

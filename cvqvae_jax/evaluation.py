@@ -1,16 +1,28 @@
-"""Held-out evaluation after training: accuracy of argmax q(y|x) per label,
-reconstruction error, and, on the procedural benchmark, the exact swap error
-against the ideally rendered swap (DESIGN.md section 7)."""
+"""Held-out evaluation.
+
+evaluate(): the quick numbers after training (accuracy of argmax q(y|x) per
+label, reconstruction error and, on the procedural benchmark, the exact swap
+error against the ideally rendered swap, DESIGN.md section 7).
+paper_evaluation(): the paper's metrics (section 3) for --mode=evaluate:
+BCA, SR(+), SR(-), CFD, FID with an independent classifier, plus the oracle
+errors; see docs/evaluation.md.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cvqvae_jax import classifier
+from cvqvae_jax import inception
 from cvqvae_jax import manipulate
+from cvqvae_jax import metrics
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.data import procedural
 
@@ -75,34 +87,63 @@ def ideal_swaps(factors, base_idx, donor_idx, label: str,
                    for b, d in zip(base_idx, donor_idx)])
 
 
-def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
-                       num_pairs: int, seed: int, batch_size: int):
-  """MSE of fake+/fake- against the ideal render, and of doing nothing.
-
-  Pairs (x_{y=0}, x_{y=1}) are drawn with a seeded RNG; swaps use the true
-  labels (paper 3). Returns a dict of the four oracle numbers.
-  """
-  labels = data['label']
+def swap_pairs(labels: np.ndarray, label: int, num_pairs: int, seed: int):
+  """Seeded random pairs (i0, i1) of test indices with y = 0 and y = 1 for
+  label `label` (paper 3), or None when one class is absent."""
   zeros = np.flatnonzero(labels[:, label] == 0)
   ones = np.flatnonzero(labels[:, label] == 1)
   if not len(zeros) or not len(ones):
-    return {}
+    return None
   rng = np.random.default_rng(seed)
-  i0 = rng.choice(zeros, num_pairs)
-  i1 = rng.choice(ones, num_pairs)
-  x = data['image']
+  return rng.choice(zeros, num_pairs), rng.choice(ones, num_pairs)
+
+
+def swap_fakes(codec: Codec, params, data, label: int, i0, i1,
+               batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """fake+ = D(z_0, c_1, y = 1) and fake- = D(z_1, c_0, y = 0) of each pair,
+  with the true labels (paper 3)."""
+  x, labels = data['image'], data['label']
   swap = lambda a, b, la, lb: codec.swap(params, a, b, la, lb, label)
   fake_plus = batched(swap, (x[i0], x[i1], labels[i0], labels[i1]),
-                       batch_size)
+                      batch_size)
   fake_minus = batched(swap, (x[i1], x[i0], labels[i1], labels[i0]),
-                        batch_size)
+                       batch_size)
+  return fake_plus, fake_minus
+
+
+def oracle_errors(data, name: str, i0, i1, fake_plus, fake_minus,
+                  reconstructions=None) -> dict[str, float]:
+  """MSE of fake+/fake- against the ideal render, and of doing nothing (the
+  source image against the same render).
+
+  reconstructions: optional (D(E(x[i0])), D(E(x[i1]))), the model's unswapped
+  reconstructions; they add oracle_reconstruction_mse_plus/minus, doing
+  nothing through the model, which separates blur from a failed swap.
+  """
+  x = data['image']
   ideal_plus = ideal_swaps(data['factors'], i0, i1, name, x.shape[1])
   ideal_minus = ideal_swaps(data['factors'], i1, i0, name, x.shape[1])
   mse = lambda a, b: float(np.mean(np.square(a - b)))
-  return {'oracle_swap_mse_plus': mse(fake_plus, ideal_plus),
-          'oracle_swap_mse_minus': mse(fake_minus, ideal_minus),
-          'oracle_identity_mse_plus': mse(x[i0], ideal_plus),
-          'oracle_identity_mse_minus': mse(x[i1], ideal_minus)}
+  errors = {'oracle_swap_mse_plus': mse(fake_plus, ideal_plus),
+            'oracle_swap_mse_minus': mse(fake_minus, ideal_minus),
+            'oracle_identity_mse_plus': mse(x[i0], ideal_plus),
+            'oracle_identity_mse_minus': mse(x[i1], ideal_minus)}
+  if reconstructions is not None:
+    errors['oracle_reconstruction_mse_plus'] = mse(reconstructions[0],
+                                                   ideal_plus)
+    errors['oracle_reconstruction_mse_minus'] = mse(reconstructions[1],
+                                                    ideal_minus)
+  return errors
+
+
+def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
+                       num_pairs: int, seed: int, batch_size: int):
+  """The four oracle numbers of `num_pairs` seeded swap pairs (or {})."""
+  pairs = swap_pairs(data['label'], label, num_pairs, seed)
+  if pairs is None:
+    return {}
+  fakes = swap_fakes(codec, params, data, label, *pairs, batch_size)
+  return oracle_errors(data, name, *pairs, *fakes)
 
 
 def evaluate(params, model, config,
@@ -125,3 +166,121 @@ def evaluate(params, model, config,
                                   config.eval.batch_size)
       results.update({f'eval_{name}_{k}': v for k, v in errors.items()})
   return results
+
+
+def _label_metrics(codec, params, data, l, name, config, classifier,
+                   fid_net, real_fid_stats, real_clf_stats, model_pred):
+  """The paper's numbers for one label (DESIGN 9, eval/results.json)."""
+  y = data['label'][:, l]
+  row = {'bca': float(metrics.balanced_accuracy(y, model_pred[:, l])),
+         'accuracy': float(np.mean(model_pred[:, l] == y)),
+         'classifier_accuracy': classifier.test_accuracy,
+         'classifier_bca': classifier.test_bca}
+  pairs = swap_pairs(data['label'], l, config.eval.num_pairs, config.seed)
+  if pairs is None:  # One class absent from the test split.
+    return {**row, 'sr_plus': None, 'sr_minus': None, 'cfd': None,
+            'fid': None, 'classifier_fd': None}
+  i0, i1 = pairs
+  bs = config.eval.batch_size
+  fake_plus, fake_minus = swap_fakes(codec, params, data, l, i0, i1, bs)
+  x = data['image']
+  judge = lambda a: batched(classifier.outputs, (a,), bs)
+  (p_plus, f_plus), (p_minus, f_minus) = judge(fake_plus), judge(fake_minus)
+  (p_x1, _), (p_x0, _) = judge(x[i1]), judge(x[i0])
+  cfd_plus = float(metrics.classifier_feature_distance(p_x1, p_plus))
+  cfd_minus = float(metrics.classifier_feature_distance(p_x0, p_minus))
+  row.update({
+      'sr_plus': float(metrics.swap_success_rate(p_plus, 1)),
+      'sr_minus': float(metrics.swap_success_rate(p_minus, 0)),
+      'cfd': (cfd_plus + cfd_minus) / 2,  # Both directions, N pairs each.
+      'cfd_plus': cfd_plus, 'cfd_minus': cfd_minus,
+      'num_pairs': int(len(i0)),
+      'classifier_fd': metrics.frechet_distance(
+          *metrics.feature_statistics(np.concatenate([f_plus, f_minus])),
+          *real_clf_stats[name]),
+      'fid': None})
+  if fid_net is not None:
+    fakes = np.concatenate([fake_plus, fake_minus])
+    row['fid'] = metrics.frechet_distance(*fid_net.statistics(fakes),
+                                          *real_fid_stats)
+  if 'factors' in data:
+    reconstruct = lambda a, la: codec.decode(params, codec.encode(params, a,
+                                                                   la))
+    recons = tuple(batched(reconstruct, (x[i], data['label'][i]), bs)
+                   for i in (i0, i1))
+    row.update(oracle_errors(data, name, i0, i1, fake_plus, fake_minus,
+                             recons))
+  return row
+
+
+def paper_evaluation(params, model, config, workdir: str,
+                     step: int) -> dict[str, Any]:
+  """BCA, SR(+), SR(-), CFD, FID (paper 3) and, on the procedural
+  benchmark, the oracle errors, per label: the eval/results.json dict.
+
+  Trains (or restores from WORKDIR/classifier/) the independent classifiers
+  and loads the FID Inception weights of config.eval.fid_weights, if any.
+  """
+  data = _collect(config, config.eval.num_examples)
+  bs = config.eval.batch_size
+  classify = jax.jit(lambda p, x: jnp.argmax(
+      model.apply({'params': p}, x, method='classify')[0], -1))
+  model_pred = batched(lambda x: classify(params, x), (data['image'],), bs)
+  classifiers = classifier.load_or_train(config, workdir)
+  fid_net, real_fid_stats = None, None
+  if config.eval.fid_weights:
+    fid_net = inception.FIDFeatures(config.eval.fid_weights,
+                                    config.eval.fid_batch_size)
+    real_fid_stats = fid_net.statistics(data['image'])
+  real_clf_stats = {
+      name: metrics.feature_statistics(
+          batched(clf.outputs, (data['image'],), bs)[1])
+      for name, clf in classifiers.items()}
+  codec = Codec(model)
+  labels = {}
+  for l, name in enumerate(config.data.labels):
+    labels[name] = _label_metrics(codec, params, data, l, name, config,
+                                  classifiers[name], fid_net, real_fid_stats,
+                                  real_clf_stats, model_pred)
+  return {'model': config.model.name, 'dataset': config.data.name,
+          'step': int(step), 'labels': labels,
+          'classifier': config.eval.classifier,
+          'fid_weights': config.eval.fid_weights or None,
+          'num_test_examples': int(len(data['image']))}
+
+
+def write_results(workdir: str, results: dict[str, Any]) -> str:
+  directory = os.path.join(os.path.abspath(workdir), 'eval')
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, 'results.json')
+  with open(path, 'w') as f:
+    json.dump(results, f, indent=2)
+  return path
+
+
+TABLE_COLUMNS = (('bca', 'BCA'), ('sr_plus', 'SR(+)'), ('sr_minus', 'SR(-)'),
+                 ('cfd', 'CFD'), ('fid', 'FID'),
+                 ('classifier_fd', 'clf-FD'),
+                 ('classifier_accuracy', 'clf acc'),
+                 ('oracle_swap_mse_plus', 'oracle+'),
+                 ('oracle_identity_mse_plus', 'ident+'),
+                 ('oracle_reconstruction_mse_plus', 'recon+'),
+                 ('oracle_swap_mse_minus', 'oracle-'),
+                 ('oracle_identity_mse_minus', 'ident-'),
+                 ('oracle_reconstruction_mse_minus', 'recon-'))
+
+
+def format_table(results: dict[str, Any]) -> str:
+  """The results as a plain-text table, one row per label."""
+  rows = results['labels']
+  columns = [(k, t) for k, t in TABLE_COLUMNS
+             if any(k in r for r in rows.values())]
+  width = max([5] + [len(n) for n in rows]) + 2
+  fmt = lambda v: '-' if v is None else f'{v:.4f}'
+  lines = [f"{results['model']} on {results['dataset']}, step "
+           f"{results['step']} (classifier {results['classifier']})",
+           ''.ljust(width) + ''.join(t.rjust(9) for _, t in columns)]
+  for name, r in rows.items():
+    lines.append(name.ljust(width)
+                 + ''.join(fmt(r.get(k)).rjust(9) for k, _ in columns))
+  return '\n'.join(lines)

@@ -58,3 +58,55 @@ def swap(model, params, x_base: jax.Array, x_donor: jax.Array, label: int,
   base = encode(model, params, x_base, labels_base)
   donor = encode(model, params, x_donor, labels_donor)
   return decode(model, params, swap_label(base, donor, label))
+
+
+def set_label(codes: Codes, label: int, value) -> Codes:
+  """Codes with y of label `label` set to `value` (0 or 1) for every image."""
+  y = codes['y'].at[:, label].set(jax.nn.one_hot(value, 2,
+                                                 dtype=codes['y'].dtype))
+  return {**codes, 'y': y}
+
+
+def _with_features(codes: Codes, label: int, c_label) -> Codes:
+  c = tuple(c_label if i == label else c_i
+            for i, c_i in enumerate(codes['c']))
+  return {**codes, 'c': c}
+
+
+def interpolate_features(model, params, x1: jax.Array, x2: jax.Array,
+                         label: int, alphas, labels1=None,
+                         labels2=None) -> jax.Array:
+  """Paper Fig. 6: D(z_1, y_1, c_1 + alpha (c_2 - c_1)) for each alpha.
+
+  x1, x2: (B, S, S, C), pairs with the same y of `label`; alphas: (A,).
+  Returns (A, B, S, S, C): the face of x1 with features moving to x2's.
+  """
+  codes1 = encode(model, params, x1, labels1)
+  codes2 = encode(model, params, x2, labels2)
+  c1, c2 = codes1['c'][label], codes2['c'][label]
+  return jnp.stack([
+      decode(model, params, _with_features(codes1, label, c1 + a * (c2 - c1)))
+      for a in jnp.asarray(alphas)])
+
+
+def scale_features(model, params, x: jax.Array, label: int, lambdas,
+                   labels=None) -> jax.Array:
+  """Paper Fig. 7: D(z, y, lambda c) for each lambda; (L, B, S, S, C)."""
+  codes = encode(model, params, x, labels)
+  c = codes['c'][label]
+  return jnp.stack([decode(model, params, _with_features(codes, label, s * c))
+                    for s in jnp.asarray(lambdas)])
+
+
+def difference_map(model, params, x: jax.Array, label: int,
+                   labels=None) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Paper Fig. 5: what label `label` changes in x.
+
+  The reconstruction D(z, y, c) against the reconstruction with y = 0 (the
+  "pathology-free" image), same z and c. Returns (reconstruction,
+  reconstruction with y = 0, per-pixel mean absolute difference (B, S, S)).
+  """
+  codes = encode(model, params, x, labels)
+  recon = decode(model, params, codes)
+  without = decode(model, params, set_label(codes, label, 0))
+  return recon, without, jnp.mean(jnp.abs(recon - without), axis=-1)

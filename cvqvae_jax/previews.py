@@ -26,16 +26,25 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def image_grid(rows: Sequence[tuple[str, np.ndarray]], scale: int = 1,
-               label_width: int = 120, pad: int = 2) -> Image.Image:
-  """A grid with one titled row per (title, images (N, H, W, C))."""
+               label_width: int = 120, pad: int = 2,
+               column_titles: Sequence[str] | None = None,
+               title: str | None = None) -> Image.Image:
+  """A grid with one titled row per (title, images (N, H, W, C)), optional
+  titles above the columns and a title line above everything."""
   n = max(len(imgs) for _, imgs in rows)
   h, w = rows[0][1].shape[1] * scale, rows[0][1].shape[2] * scale
-  canvas = Image.new('RGB', (label_width + n * (w + pad), len(rows) * (h + pad)),
-                     'white')
+  top = (14 if title else 0) + (14 if column_titles else 0)
+  canvas = Image.new('RGB', (label_width + n * (w + pad),
+                             top + len(rows) * (h + pad)), 'white')
   draw = ImageDraw.Draw(canvas)
-  for r, (title, imgs) in enumerate(rows):
-    y0 = r * (h + pad)
-    draw.text((4, y0 + h // 2 - 6), title, fill='black')
+  if title:
+    draw.text((4, 1), title, fill='black')
+  for i, text in enumerate(column_titles or ()):
+    draw.text((label_width + i * (w + pad) + 2, top - 13), text,
+              fill='black')
+  for r, (row_title, imgs) in enumerate(rows):
+    y0 = top + r * (h + pad)
+    draw.text((4, y0 + h // 2 - 6), row_title, fill='black')
     for i, img in enumerate(to_uint8(imgs)):
       tile = Image.fromarray(img).resize((w, h), Image.NEAREST)
       canvas.paste(tile, (label_width + i * (w + pad), y0))

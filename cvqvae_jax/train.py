@@ -8,7 +8,6 @@ evaluation.py).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from typing import Any
@@ -24,6 +23,7 @@ import optax
 
 from cvqvae_jax import checkpointing
 from cvqvae_jax import evaluation
+from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
 from cvqvae_jax import previews
@@ -295,15 +295,19 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
       description=model_description(config, image_shape))
   params = checkpointing.unflatten(flat)
   if mode == 'evaluate':
-    results = evaluation.evaluate(params, model, config)
-    print(json.dumps({'step': source['step'], **results}, indent=2))
+    results = evaluation.paper_evaluation(params, model, config, workdir,
+                                          int(source['step']))
+    path = evaluation.write_results(workdir, results)
+    print(evaluation.format_table(results))
+    print(f'Wrote {path}', flush=True)
     return results
   if mode == 'figures':
-    os.makedirs(os.path.join(workdir, 'figures'), exist_ok=True)
-    path = previews.write_preview(os.path.join(workdir, 'figures'),
-                                  evaluation.Codec(model), params, config)
-    print(f'Wrote {path}')
-    return {'samples': path}
+    paths = figures.write_figures(workdir, model, params, config)
+    paths['samples'] = previews.write_preview(
+        os.path.join(workdir, 'figures'), evaluation.Codec(model), params,
+        config)
+    print('Wrote:\n  ' + '\n  '.join(paths.values()), flush=True)
+    return paths
   raise ValueError(f'Unknown mode {mode!r}.')
 
 

@@ -55,6 +55,10 @@ def tiny_config(**overrides):
   config.eval.batch_size = 8
   config.eval.num_examples = 16
   config.eval.num_pairs = 8
+  config.eval.classifier = 'cifar_resnet8'
+  config.eval.classifier_steps = 4
+  config.eval.classifier_batch_size = 8
+  config.eval.figure_examples = 2
   with config.unlocked():
     for key, value in overrides.items():
       node = config

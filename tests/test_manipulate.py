@@ -49,3 +49,48 @@ def test_swap_with_itself_is_the_reconstruction():
   np.testing.assert_allclose(
       manipulate.swap(model, params, x, x[::-1], 0, labels, labels[::-1]),
       other, atol=1e-5)
+
+
+def _tiny_model_and_params():
+  config = tiny_config()
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=('presence', 'both'))
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1)
+  labels = jnp.array([[1, 1], [1, 1]])
+  # Both names of the sampling stream ('gumbel' here, 'sample' in models
+  # with a Gaussian latent); flax ignores the one a model does not use.
+  rngs = {'params': jax.random.key(1), 'gumbel': jax.random.key(2),
+          'sample': jax.random.key(3)}
+  params = jax.jit(functools.partial(model.init, train=True))(
+      rngs, x, labels, labels > 0)['params']
+  return model, params, x, labels
+
+
+def test_interpolation_scaling_and_difference_map_take_and_give_images():
+  model, params, x, labels = _tiny_model_and_params()
+  recon1 = manipulate.decode(model, params,
+                             manipulate.encode(model, params, x, labels))
+  x2 = x[::-1]
+  frames = jax.jit(functools.partial(manipulate.interpolate_features, model),
+                   static_argnames='label')(
+                       params, x, x2, label=0, alphas=jnp.array([0., 1.]),
+                       labels1=labels, labels2=labels)
+  assert frames.shape == (2, 2, 16, 16, 3)
+  # alpha = 0 is x1's reconstruction; alpha = 1 is the swap of c (same y).
+  np.testing.assert_allclose(frames[0], recon1, atol=1e-5)
+  np.testing.assert_allclose(
+      frames[1], manipulate.swap(model, params, x, x2, 0, labels, labels),
+      atol=1e-5)
+  scaled = manipulate.scale_features(model, params, x, 1, [0.0, 1.0], labels)
+  np.testing.assert_allclose(scaled[1], recon1, atol=1e-5)
+  assert float(jnp.abs(scaled[0] - recon1).max()) > 1e-4
+  recon, without, diff = manipulate.difference_map(model, params, x, 0,
+                                                   labels)
+  np.testing.assert_allclose(recon, recon1, atol=1e-5)
+  np.testing.assert_allclose(diff, jnp.abs(recon - without).mean(-1),
+                             atol=1e-6)
+  assert diff.shape == (2, 16, 16) and float(diff.max()) > 0
+  # With y already 0, "without" changes nothing.
+  zeros = jnp.zeros_like(labels)
+  _, _, none = manipulate.difference_map(model, params, x, 0, zeros)
+  np.testing.assert_allclose(none, 0.0, atol=1e-6)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import inception
+from cvqvae_jax import metrics
 from cvqvae_jax import train
 
 from conftest import ROOT, subprocess_env, tiny_config
@@ -51,19 +53,70 @@ def test_workdir_contract(trained):
   assert 0.0 < results['eval_reconstruction_mse'] < 4.0
 
 
-def test_evaluate_and_figures_modes_read_the_latest_checkpoint(trained,
-                                                              tmp_path):
+class _StubFIDFeatures:
+  """Stands in for the FID InceptionV3 (tests/test_inception.py tests it)."""
+
+  def __init__(self, path, batch_size):
+    assert path == 'stub.npz' and batch_size > 0
+
+  def statistics(self, images):
+    return metrics.feature_statistics(np.asarray(images)[:, ::4, ::4, 0]
+                                      .reshape(len(images), -1))
+
+
+def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
+    trained, tmp_path, capsys, monkeypatch):
   workdir, _, _ = trained
   config = tiny_config(num_train_steps=6)
   results = train.run_offline('evaluate', config, workdir)
-  records = [r for r in _records(workdir) if 'eval_reconstruction_mse' in r]
-  # The same parameters as the step-6 evaluation written by training.
-  np.testing.assert_allclose(results['eval_reconstruction_mse'],
-                             records[-1]['eval_reconstruction_mse'],
-                             rtol=1e-5)
+  printed = capsys.readouterr().out
+  assert 'Classifier glasses (cifar_resnet8): step 4/4' in printed
+  assert 'SR(+)' in printed and 'oracle+' in printed  # The table.
+  with open(os.path.join(workdir, 'eval', 'results.json')) as f:
+    assert json.load(f) == results
+  assert (results['model'], results['dataset'], results['step']) == (
+      'cvqvae', 'procedural', 6)
+  assert set(results['labels']) == {'glasses', 'smile'}
+  record = [r for r in _records(workdir)
+            if 'eval_glasses_oracle_swap_mse_plus' in r][-1]
+  for name, row in results['labels'].items():
+    for key in ('bca', 'sr_plus', 'sr_minus', 'classifier_accuracy'):
+      assert 0.0 <= row[key] <= 1.0, (name, key)
+    assert row['cfd'] >= 0 and row['classifier_fd'] >= 0
+    assert row['fid'] is None  # No Inception weights configured.
+    # The same parameters and pairs as the step-6 evaluation of training.
+    for key in ('oracle_swap_mse_plus', 'oracle_swap_mse_minus',
+                'oracle_identity_mse_plus', 'oracle_identity_mse_minus'):
+      np.testing.assert_allclose(row[key], record[f'eval_{name}_{key}'],
+                                 rtol=1e-5)
+  # The classifiers are cached: a second evaluation trains nothing.
+  cached = glob.glob(os.path.join(workdir, 'classifier', '*'))
+  assert len(cached) == 2
+  again = train.run_offline('evaluate', config, workdir)
+  assert 'Classifier glasses (cifar_resnet8): step' not in (
+      capsys.readouterr().out)
+  assert again == results
+  # Another classifier config is not silently reused. (And with weights
+  # given, FID is reported: a stand-in feature network keeps this fast.)
+  other = tiny_config(num_train_steps=6, **{'eval.classifier_steps': 2,
+                                            'eval.fid_weights': 'stub.npz'})
+  monkeypatch.setattr(inception, 'FIDFeatures', _StubFIDFeatures)
+  with_fid = train.run_offline('evaluate', other, workdir)
+  assert 'step 2/2' in capsys.readouterr().out
+  assert len(glob.glob(os.path.join(workdir, 'classifier', '*'))) == 4
+  for row in with_fid['labels'].values():
+    assert row['fid'] > 0
+
   out = train.run_offline('figures', config, workdir)
   assert out['samples'] == os.path.join(workdir, 'figures', 'samples.png')
-  assert os.path.getsize(out['samples']) > 1000
+  expected = {'swaps_glasses', 'swaps_smile', 'difference_glasses',
+              'interpolation_glasses_y1', 'interpolation_smile_y0',
+              'interpolation_smile_y1', 'scaling_glasses', 'scaling_smile',
+              'multi_swap', 'samples'}
+  assert expected <= set(out), sorted(out)
+  for path in out.values():
+    assert path.startswith(os.path.join(workdir, 'figures'))
+    assert os.path.getsize(path) > 1000
   with pytest.raises(FileNotFoundError, match='train first'):
     train.run_offline('evaluate', config, str(tmp_path))
 
@@ -162,7 +215,11 @@ TINY_FLAGS = ('--config.batch_size=8', '--config.data.image_size=16',
               '--config.model.latent_grid=4', '--config.model.num_codes=16',
               '--config.model.code_dim=4', '--config.model.num_features=3',
               '--config.eval.batch_size=8', '--config.eval.num_examples=16',
-              '--config.log_every_steps=1', '--config.data.read_threads=1')
+              '--config.log_every_steps=1', '--config.data.read_threads=1',
+              # --mode=evaluate/figures: a tiny independent classifier.
+              '--config.eval.num_pairs=8', '--config.eval.classifier_steps=2',
+              '--config.eval.classifier_batch_size=8',
+              '--config.eval.figure_examples=2')
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):

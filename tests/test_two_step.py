@@ -175,7 +175,12 @@ def test_cli_trains_f_from_a_d_workdir(stage_one, tmp_path):
   proc = main(f'--workdir={workdir}', '--config.model.name=cgvae2',
               '--mode=evaluate')
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert '"eval_reconstruction_mse"' in proc.stdout
+  assert 'SR(+)' in proc.stdout
+  with open(os.path.join(workdir, 'eval', 'results.json')) as f:
+    results = json.load(f)
+  assert results['model'] == 'cgvae2' and results['step'] == 2
+  assert set(results['labels']) == {'glasses', 'smile'}
+  assert 0.0 <= results['labels']['glasses']['bca'] <= 1.0
 
   missing = str(tmp_path / 'no_stage_one')
   proc = main(f'--workdir={tmp_path / "e"}', f'--config.init_from={missing}')
