@@ -4,8 +4,10 @@ A vq_argmin, B vq_entropy, C cvqvae, D cgvae: one stage each. E cvqvae and
 F cgvae2: stage two, initialised from D's workdir (C_phi and tokens frozen
 for --freeze_steps steps). Every variant trains --steps steps; E and F start
 from D, so they have seen D's steps before their own. Each variant lives in
-WORKDIR/<letter>; a rerun resumes or re-evaluates. Writes WORKDIR/table1.json
-and WORKDIR/table1.md.
+WORKDIR/<letter>; a rerun resumes, or only re-evaluates a finished variant.
+Each variant is evaluated as --mode=evaluate does (eval/results.json in its
+workdir), with one set of independent classifiers shared by all (trained once
+in WORKDIR/classifier). Writes WORKDIR/table1.json and WORKDIR/table1.md.
 
   python experiments/table1.py --config=configs/default.py \
       --workdir=/tmp/table1 --steps=1000 [--variants=ABCDEF]
@@ -22,6 +24,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from cvqvae_jax import train
+from cvqvae_jax import two_step
 
 _CONFIG = config_flags.DEFINE_config_file('config', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Holds A/ ... F/.',
@@ -47,62 +50,83 @@ def variant_config(config, letter, workdir, steps, freeze_steps):
   return config
 
 
-def last_training_record(workdir) -> dict:
-  """The last logged training record (means over its logging interval)."""
+def last_records(workdir) -> tuple[dict, dict]:
+  """(last logged training record, last end-of-training evaluation record)
+  of metrics.jsonl."""
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     records = [json.loads(l) for l in f]
-  return [r for r in records if 'loss' in r][-1]
+  return ([r for r in records if 'loss' in r][-1],
+          [r for r in records if 'eval_reconstruction_mse' in r][-1])
 
 
 def markdown(rows, labels) -> str:
-  head = ['variant', 'model', 'train recon (sampled z)', 'train KL',
-          'recon MSE (most likely z)']
-  for l in labels:
-    head += [f'acc {l}', f'{l} swap+ / identity+', f'{l} swap- / identity-']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  for letter, row in rows.items():
-    r = row['results']
-    t = row['train']
-    cells = [letter, row['model'], f'{t["reconstruction"]:.4f}',
-             f'{t["kl"]:.1f}', f'{r["eval_reconstruction_mse"]:.4f}']
-    for l in labels:
-      cells.append(f'{r[f"eval_accuracy_{l}"]:.3f}')
-      for d in ('plus', 'minus'):
-        swap = r.get(f'eval_{l}_oracle_swap_mse_{d}')
-        ident = r.get(f'eval_{l}_oracle_identity_mse_{d}')
-        cells.append('n/a' if swap is None else f'{swap:.4f} / {ident:.4f}')
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+  """One table per label: the paper's metrics and the oracle errors."""
+  out = []
+  for label in labels:
+    out += [f'**{label}**', '',
+            '| variant | model | train recon (sampled z) | train KL | recon MSE '
+            '(most likely z) | BCA | SR(+) | SR(-) | CFD | oracle swap + / - '
+            '| identity + / - |', '|' + '---|' * 11]
+    for letter, row in rows.items():
+      m = row['labels'][label]
+      oracle = ident = 'n/a'
+      if 'oracle_swap_mse_plus' in m:
+        oracle = (f'{m["oracle_swap_mse_plus"]:.4f} / '
+                  f'{m["oracle_swap_mse_minus"]:.4f}')
+        ident = (f'{m["oracle_identity_mse_plus"]:.4f} / '
+                 f'{m["oracle_identity_mse_minus"]:.4f}')
+      out.append(
+          f'| {letter} | {row["model"]} | {row["train_reconstruction"]:.4f} | '
+          f'{row["train_kl"]:.1f} | {row["reconstruction_mse"]:.4f} | '
+          f'{m["bca"]:.3f} | {m["sr_plus"]:.3f} | {m["sr_minus"]:.3f} | '
+          f'{m["cfd"]:.3f} | {oracle} | {ident} |')
+    out.append('')
+  return '\n'.join(out)
+
+
+def _share_classifier(root: str, workdir: str) -> None:
+  """Every variant is judged by the same independent classifiers, trained
+  once in ROOT/classifier (the cache key is the data, label and network)."""
+  shared = os.path.join(root, 'classifier')
+  os.makedirs(shared, exist_ok=True)
+  link = os.path.join(workdir, 'classifier')
+  if not os.path.lexists(link):
+    os.symlink(shared, link)
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  workdir = os.path.abspath(_WORKDIR.value)
-  os.makedirs(workdir, exist_ok=True)
+  root = os.path.abspath(_WORKDIR.value)
+  os.makedirs(root, exist_ok=True)
   rows = {}
   for letter in _VARIANTS.value:
-    config = variant_config(_CONFIG.value, letter, workdir, _STEPS.value,
+    config = variant_config(_CONFIG.value, letter, root, _STEPS.value,
                             _FREEZE.value)
+    workdir = os.path.join(root, letter)
     start = time.time()
     try:
-      results = train.train_and_evaluate(config, os.path.join(workdir, letter))
+      if not two_step.finished(workdir, config.num_train_steps):
+        if not train.train_and_evaluate(config, workdir):
+          print('Preempted; run the same command again to continue.')
+          return
+      _share_classifier(root, workdir)
+      paper = train.run_offline('evaluate', config, workdir)
     except train.USER_ERRORS as e:
       print(f'error in variant {letter}: {e}', file=sys.stderr)
       sys.exit(1)
-    if not results:
-      print('Preempted; run the same command again to continue.')
-      return
+    last_train, last_eval = last_records(workdir)
     rows[letter] = {'model': config.model.name, 'init_from': config.init_from,
                     'steps': config.num_train_steps,
                     'seconds': round(time.time() - start, 1),
-                    'train': last_training_record(
-                        os.path.join(workdir, letter)),
-                    'results': results}
-  with open(os.path.join(workdir, 'table1.json'), 'w') as f:
+                    'train_reconstruction': last_train['reconstruction'],
+                    'train_kl': last_train['kl'],
+                    'reconstruction_mse': last_eval['eval_reconstruction_mse'],
+                    'labels': paper['labels']}
+  with open(os.path.join(root, 'table1.json'), 'w') as f:
     json.dump(rows, f, indent=2)
   table = markdown(rows, list(_CONFIG.value.data.labels))
-  with open(os.path.join(workdir, 'table1.md'), 'w') as f:
+  with open(os.path.join(root, 'table1.md'), 'w') as f:
     f.write(table)
   print(table)
 

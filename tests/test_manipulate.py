@@ -30,15 +30,21 @@ def test_swap_label_takes_only_that_labels_y_and_c_from_the_donor():
   np.testing.assert_array_equal(base['y'][:, 0, 1], 0)  # inputs unchanged
 
 
-def test_swap_with_itself_is_the_reconstruction():
+def _tiny_model_and_params():
   config = tiny_config()
   model = create_model(config.model, image_size=16, channels=3,
                        feature_kinds=('presence', 'both'))
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1)
-  labels = jnp.array([[1, 0], [0, 1]])
+  labels = jnp.array([[1, 1], [1, 1]])
+  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
   params = jax.jit(functools.partial(model.init, train=True))(
-      {'params': jax.random.key(1), 'sample': jax.random.key(2)}, x, labels,
-      labels > 0)['params']
+      rngs, x, labels, labels > 0)['params']
+  return model, params, x, labels
+
+
+def test_swap_with_itself_is_the_reconstruction():
+  model, params, x, _ = _tiny_model_and_params()
+  labels = jnp.array([[1, 0], [0, 1]])
   codec = evaluation.Codec(model)  # jitted manipulate.encode / decode
   recon = codec.decode(params, codec.encode(params, x, labels))
   same = codec.swap(params, x, x, labels, labels, 1)
@@ -49,21 +55,6 @@ def test_swap_with_itself_is_the_reconstruction():
   np.testing.assert_allclose(
       manipulate.swap(model, params, x, x[::-1], 0, labels, labels[::-1]),
       other, atol=1e-5)
-
-
-def _tiny_model_and_params():
-  config = tiny_config()
-  model = create_model(config.model, image_size=16, channels=3,
-                       feature_kinds=('presence', 'both'))
-  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1)
-  labels = jnp.array([[1, 1], [1, 1]])
-  # Both names of the sampling stream ('gumbel' here, 'sample' in models
-  # with a Gaussian latent); flax ignores the one a model does not use.
-  rngs = {'params': jax.random.key(1), 'gumbel': jax.random.key(2),
-          'sample': jax.random.key(3)}
-  params = jax.jit(functools.partial(model.init, train=True))(
-      rngs, x, labels, labels > 0)['params']
-  return model, params, x, labels
 
 
 def test_interpolation_scaling_and_difference_map_take_and_give_images():
