@@ -70,8 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Gradient path through the z sample (DESIGN 3): 'copy' (VQ-VAE
   # straight-through, paper 2.3) or 'gumbel' (through the soft weights).
   model.straight_through = 'copy'
-  # Codebook init (docs/objective.md): 'normal' N(0, I) or VQ-VAE's 'uniform'.
-  model.codebook_init = 'normal'
+  # Codebook init (docs/model.md): 'normal' N(0, s^2 I), VQ-VAE's 'uniform'
+  # (+-1/K), or 'auto': uniform for the argmin posterior (A), normal for Eq. 4.
+  model.codebook_init = 'auto'
   model.codebook_init_scale = 1.0       # std of the 'normal' init
   # Codes the codebook/commitment terms use: 'sample' (z_q, paper 2.3) or
   # 'nearest' (VQ-VAE's argmin, [18]).

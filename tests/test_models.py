@@ -121,6 +121,21 @@ def test_normal_codebook_init_has_the_configured_scale():
                                              jnp.zeros((1, 4)))
 
 
+def test_auto_codebook_init_is_vq_vae_s_for_argmin_and_normal_for_eq4():
+  chosen = {}
+  for name in ('vq_argmin', 'vq_entropy', 'cvqvae'):
+    config = tiny_config(**{'model.name': name})
+    assert config.model.codebook_init == 'auto'
+    chosen[name] = create_model(config.model, image_size=16, channels=3,
+                                feature_kinds=KINDS).codebook_init
+  assert chosen == {'vq_argmin': 'uniform', 'vq_entropy': 'normal',
+                    'cvqvae': 'normal'}
+  config = tiny_config(**{'model.name': 'vq_argmin',
+                          'model.codebook_init': 'normal'})
+  assert create_model(config.model, image_size=16, channels=3,
+                      feature_kinds=KINDS).codebook_init == 'normal'
+
+
 @pytest.fixture(scope='module')
 def tiny_model():
   config = tiny_config()

@@ -50,13 +50,20 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
     return cgvae.CGVAE(**shared, latent_size=sizes[name],
                        adain=GAUSSIAN_VARIANTS[name])
   use_features, posterior = CATEGORICAL_VARIANTS[name]
+  codebook_init = model_config.codebook_init
+  if codebook_init == 'auto':
+    # VQ-VAE's own init for its argmin posterior: with N(0, 1) codes far
+    # from the small initial z_e, every position picks the same code and the
+    # codebook collapses (perplexity 1). Eq. 4 needs spread-out codes
+    # (docs/model.md, "Why the codebook init matters").
+    codebook_init = 'uniform' if posterior == 'argmin' else 'normal'
   return cvqvae.CVQVAE(
       **shared,
       use_features=use_features,
       num_codes=model_config.num_codes,
       posterior=posterior,
       straight_through=model_config.straight_through,
-      codebook_init=model_config.codebook_init,
+      codebook_init=codebook_init,
       codebook_init_scale=model_config.codebook_init_scale,
       vq_target=model_config.vq_target,
   )
