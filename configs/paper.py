@@ -53,4 +53,10 @@ def get_config(dataset: str, labels: tuple[str, ...]):
   model.code_dim = 16                   # paper 3: D = 16
   model.num_features = 16               # paper 3: N_c = 16
   config.objective.beta = 1e-4          # paper 3: beta = 1e-4
+
+  ev = config.eval
+  ev.classifier = 'resnet50'            # paper 3: independent ResNet-50
+  ev.classifier_steps = 10_000          # not given by the paper (~4 epochs)
+  ev.num_examples = 10_000              # test images for BCA (memory bound)
+  ev.num_pairs = 500                    # swap pairs (paper 3)
   return config
