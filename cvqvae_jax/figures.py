@@ -142,8 +142,8 @@ def write_figures(workdir: str, model, params, config,
     columns = np.concatenate([x[a1][None], frames])
     out[f'scaling_{name}'] = _save(grid(
         [(f'example {j + 1}', columns[:, j]) for j in range(k)],
-        column_titles=['x'] + [f'l={s:g}' for s in LAMBDAS],
-        title=f'{name}=1: D(z, y, l * c)'), directory, f'scaling_{name}.png')
+        column_titles=['x'] + [f'lambda={s:g}' for s in LAMBDAS],
+        title=f'{name}=1: D(z, y, lambda * c)'), directory, f'scaling_{name}.png')
   if labels.shape[1] >= 2:
     out.update(_multi_swap_figure(ops, params, x, labels, config, directory,
                                   grid, n))
