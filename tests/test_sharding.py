@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT, subprocess_env
+from conftest import FAST_COMPILE_FLAG, ROOT, subprocess_env
 
 SCRIPT = textwrap.dedent('''
     import functools, json, sys, tempfile
@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent('''
 
 def test_eight_device_mesh_matches_one_device():
   env = subprocess_env(
-      XLA_FLAGS='--xla_force_host_platform_device_count=8',
+      XLA_FLAGS='--xla_force_host_platform_device_count=8 ' + FAST_COMPILE_FLAG,
       JAX_PLATFORMS='cpu')
   proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
