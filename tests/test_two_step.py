@@ -1,6 +1,7 @@
 """Two-step training (paper 2.4): stage two starts from stage one's C_phi and
 tokens, keeps them frozen for freeze_steps, then trains everything."""
 
+import functools
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from cvqvae_jax import checkpointing
 from cvqvae_jax import train
 from cvqvae_jax import two_step
+from cvqvae_jax.data import pipeline
 
 from conftest import ROOT, subprocess_env, tiny_config
 from test_train import TINY_FLAGS
@@ -212,3 +214,29 @@ def test_pipeline_runs_both_stages_and_resumes(tmp_path):
   assert os.path.getmtime(os.path.join(one_dir, 'metrics.jsonl')) == mtime
   with pytest.raises(ValueError, match='cvqvae'):
     two_step.stage_configs(config, workdir, stage_two='vq_argmin')
+
+
+@pytest.mark.parametrize('name', ['vq_argmin', 'vq_entropy'])
+def test_variants_a_and_b_train_a_few_steps(name):
+  """A and B through the real pipeline and train step (C, D, E and F are
+  trained by the tests above and in test_train)."""
+  config = tiny_config(**{'model.name': name})
+  _, model, init, _, _, _ = train._build(config)  # pylint: disable=protected-access
+  state = jax.jit(init)(jax.random.key(0))
+  step = jax.jit(functools.partial(train.train_step, model=model,
+                                   objective=config.objective))
+  batches = iter(pipeline.create_train_dataset(config))
+  params0 = state.params
+  kls = []
+  for _ in range(3):
+    state, metrics = step(state, next(batches), jax.random.key(1))
+    assert all(np.isfinite(float(metrics[k])) for k in train.LOSS_TERMS)
+    kls.append(float(metrics['kl']))
+  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params0,
+                       state.params)
+  assert all(jax.tree.leaves(moved['decoder']))
+  assert any(jax.tree.leaves(moved['encoder']))
+  if name == 'vq_argmin':  # one-hot posterior: KL = N_z^2 log K, constant
+    np.testing.assert_allclose(kls, [16 * np.log(16)] * 3, rtol=1e-5)  # float32
+  else:
+    assert all(0.0 < kl < 16 * np.log(16) for kl in kls)
