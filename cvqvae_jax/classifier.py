@@ -155,17 +155,16 @@ def train(config, label_index: int, step_fn, model, image_shape):
 def load_or_train(config, workdir: str) -> dict[str, Classifier]:
   """One Classifier per label of config.data.labels, restored from the
   workdir cache when a matching one exists, else trained and cached."""
-  image_shape = tuple(pipeline.create_source(config.data, 'test')[0]
-                      ['image'].shape)
+  image_shape = pipeline.image_shape(config.data)
   model = resnet.create_resnet(config.eval.classifier)
   step_fn = jax.jit(functools.partial(_train_step, model=model,
                                       tx=_optimizer(config)))
   predict = jax.jit(functools.partial(_predict, model))
+  abstract = jax.eval_shape(lambda: _init_variables(model, image_shape, 0))
   out = {}
   for index, label in enumerate(config.data.labels):
     description = describe(config, label)
     directory = cache_dir(workdir, description)
-    abstract = jax.eval_shape(lambda: _init_variables(model, image_shape, 0))  # pylint: disable=cell-var-from-loop
     cached = _restore(directory, description, abstract)
     if cached is None:
       variables = train(config, index, step_fn, model, image_shape)

@@ -46,20 +46,6 @@ def _collect(config, limit: int) -> dict[str, np.ndarray]:
   return jax.tree.map(lambda *xs: np.concatenate(xs)[:limit], *parts)
 
 
-def batched(fn, arrays, batch_size):
-  """fn over fixed-size chunks (the last one padded), so that each jitted
-  function compiles for one shape only; outputs trimmed to len(arrays[0])."""
-  n = len(arrays[0])
-  outs = []
-  for i in range(0, n, batch_size):
-    chunk = [a[i:i + batch_size] for a in arrays]
-    pad = batch_size - len(chunk[0])
-    if pad:
-      chunk = [np.concatenate([c, np.repeat(c[-1:], pad, 0)]) for c in chunk]
-    outs.append(jax.device_get(fn(*chunk)))
-  return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)
-
-
 class Codec:
   """Jitted encode / decode / swap of one model (manipulate.py)."""
 
@@ -104,10 +90,10 @@ def swap_fakes(codec: Codec, params, data, label: int, i0, i1,
   with the true labels (paper 3)."""
   x, labels = data['image'], data['label']
   swap = lambda a, b, la, lb: codec.swap(params, a, b, la, lb, label)
-  fake_plus = batched(swap, (x[i0], x[i1], labels[i0], labels[i1]),
-                      batch_size)
-  fake_minus = batched(swap, (x[i1], x[i0], labels[i1], labels[i0]),
-                       batch_size)
+  fake_plus = metrics.batched(
+      swap, (x[i0], x[i1], labels[i0], labels[i1]), batch_size)
+  fake_minus = metrics.batched(
+      swap, (x[i1], x[i0], labels[i1], labels[i0]), batch_size)
   return fake_plus, fake_minus
 
 
@@ -152,9 +138,9 @@ def evaluate(params, model, config,
   factors available, eval_LABEL_oracle_* (see oracle_swap_errors)."""
   data = _collect(config, config.eval.num_examples)
   step = jax.jit(functools.partial(eval_step, model=model))
-  out = batched(lambda x, l: step(params, {'image': x, 'label': l,
-                                            'labelled': l >= 0}),
-                 (data['image'], data['label']), config.eval.batch_size)
+  out = metrics.batched(
+      lambda x, l: step(params, {'image': x, 'label': l, 'labelled': l >= 0}),
+      (data['image'], data['label']), config.eval.batch_size)
   results = {'eval_reconstruction_mse': float(out['sq_err'].mean())}
   codec = codec or Codec(model)
   for l, name in enumerate(config.data.labels):
@@ -184,7 +170,7 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
   bs = config.eval.batch_size
   fake_plus, fake_minus = swap_fakes(codec, params, data, l, i0, i1, bs)
   x = data['image']
-  judge = lambda a: batched(classifier.outputs, (a,), bs)
+  judge = lambda a: metrics.batched(classifier.outputs, (a,), bs)
   (p_plus, f_plus), (p_minus, f_minus) = judge(fake_plus), judge(fake_minus)
   (p_x1, _), (p_x0, _) = judge(x[i1]), judge(x[i0])
   cfd_plus = float(metrics.classifier_feature_distance(p_x1, p_plus))
@@ -206,8 +192,9 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
   if 'factors' in data:
     reconstruct = lambda a, la: codec.decode(params, codec.encode(params, a,
                                                                    la))
-    recons = tuple(batched(reconstruct, (x[i], data['label'][i]), bs)
-                   for i in (i0, i1))
+    recons = tuple(
+        metrics.batched(reconstruct, (x[i], data['label'][i]), bs)
+        for i in (i0, i1))
     row.update(oracle_errors(data, name, i0, i1, fake_plus, fake_minus,
                              recons))
   return row
@@ -225,7 +212,8 @@ def paper_evaluation(params, model, config, workdir: str,
   bs = config.eval.batch_size
   classify = jax.jit(lambda p, x: jnp.argmax(
       model.apply({'params': p}, x, method='classify')[0], -1))
-  model_pred = batched(lambda x: classify(params, x), (data['image'],), bs)
+  model_pred = metrics.batched(lambda x: classify(params, x),
+                               (data['image'],), bs)
   classifiers = classifier.load_or_train(config, workdir)
   fid_net, real_fid_stats = None, None
   if config.eval.fid_weights:
@@ -234,7 +222,7 @@ def paper_evaluation(params, model, config, workdir: str,
     real_fid_stats = fid_net.statistics(data['image'])
   real_clf_stats = {
       name: metrics.feature_statistics(
-          batched(clf.outputs, (data['image'],), bs)[1])
+          metrics.batched(clf.outputs, (data['image'],), bs)[1])
       for name, clf in classifiers.items()}
   codec = Codec(model)
   labels = {}

@@ -248,16 +248,8 @@ class FIDFeatures:
 
   def features(self, images) -> np.ndarray:
     """(N, S, S, C) -> (N, 2048), in fixed-size batches (one compile)."""
-    images = np.asarray(images, np.float32)
-    out = []
-    for i in range(0, len(images), self.batch_size):
-      chunk = images[i:i + self.batch_size]
-      n = len(chunk)
-      if n < self.batch_size:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:],
-                                                 self.batch_size - n, 0)])
-      out.append(np.asarray(self._apply(self.variables, chunk))[:n])
-    return np.concatenate(out)
+    return metrics.batched(lambda x: self._apply(self.variables, x),
+                           (np.asarray(images, np.float32),), self.batch_size)
 
   def statistics(self, images) -> tuple[np.ndarray, np.ndarray]:
     return metrics.feature_statistics(self.features(images))

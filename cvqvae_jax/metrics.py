@@ -13,6 +13,7 @@ than speed (2048 x 2048 covariances of InceptionV3 features).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -118,3 +119,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   diff = mu1 - mu2
   value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean
   return float(max(value, 0.0))
+
+
+def batched(fn, arrays, batch_size):
+  """fn over fixed-size chunks (the last one padded), so that each jitted
+  function compiles for one shape only; outputs trimmed to len(arrays[0])."""
+  n = len(arrays[0])
+  outs = []
+  for i in range(0, n, batch_size):
+    chunk = [a[i:i + batch_size] for a in arrays]
+    pad = batch_size - len(chunk[0])
+    if pad:
+      chunk = [np.concatenate([c, np.repeat(c[-1:], pad, 0)]) for c in chunk]
+    outs.append(jax.device_get(fn(*chunk)))
+  return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)

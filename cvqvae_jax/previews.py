@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cvqvae_jax import evaluation
+from cvqvae_jax import metrics
 from cvqvae_jax.data import pipeline
 
 
@@ -61,7 +62,7 @@ def write_preview(directory: str, codec, params, config,
                                                  batch_size=pool)))
   x, labels = batch['image'], batch['label']
   bs = config.eval.batch_size
-  run = lambda fn, *arrays: evaluation.batched(fn, arrays, bs)
+  run = lambda fn, *arrays: metrics.batched(fn, arrays, bs)
   recon = run(lambda a: codec.decode(params, codec.encode(params, a, None)),
               x[:num])
   rows = [('input', x[:num]), ('reconstruction', recon)]
@@ -72,9 +73,7 @@ def write_preview(directory: str, codec, params, config,
     if not k:
       continue
     i0, i1 = i0[:k], i1[:k]
-    swap = lambda a, b, la, lb: codec.swap(params, a, b, la, lb, l)  # pylint: disable=cell-var-from-loop
-    plus = run(swap, x[i0], x[i1], labels[i0], labels[i1])
-    minus = run(swap, x[i1], x[i0], labels[i1], labels[i0])
+    plus, minus = evaluation.swap_fakes(codec, params, batch, l, i0, i1, bs)
     rows += [(f'x ({name}=0)', x[i0]), (f'x ({name}=1)', x[i1]),
              (f'fake+ {name}', plus)]
     if 'factors' in batch:

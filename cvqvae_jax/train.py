@@ -152,22 +152,12 @@ def _write_config(workdir: str, config) -> None:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def image_shape_of(data_config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """(S, S, C): from the config when it fixes the channels (the paper
-  configs do, so the model can be built and benchmarked without the data),
-  else from the first training example."""
-  if data_config.get('channels', 0):
-    return (data_config.image_size, data_config.image_size,
-            data_config.channels)
-  return tuple(pipeline.create_source(data_config, 'train')[0]['image'].shape)
-
-
 def _build(config: ml_collections.ConfigDict):
   """Mesh, model, state initialiser and the state's abstract shape with
   shardings (for jit and for restoring checkpoints)."""
   mesh = sharding.create_mesh(config.mesh_shape, config.mesh_axes)
   sharding.check_batch_size(config.batch_size, mesh)
-  image_shape = image_shape_of(config.data)
+  image_shape = pipeline.image_shape(config.data)
   model = create_model(config, image_shape)
   init = functools.partial(create_train_state, model=model,
                            tx=two_step.create_optimizer(config),

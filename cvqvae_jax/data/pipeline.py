@@ -51,6 +51,16 @@ def create_source(data_config: ml_collections.ConfigDict, split: str):
       f'Unknown data.source {data_config.source!r}; available: {SOURCES}.')
 
 
+def image_shape(data_config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """(S, S, C) of the images: from the config when it fixes the channels
+  (the paper configs do, so models can be built and benchmarked without the
+  data), else from the first training example."""
+  if data_config.get('channels', 0):
+    return (data_config.image_size, data_config.image_size,
+            data_config.channels)
+  return tuple(create_source(data_config, 'train')[0]['image'].shape)
+
+
 class _AddSupervision(grain.transforms.Map):
   """Marks which labels the model may see: 'labelled' (L,) bool.
 
