@@ -17,14 +17,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 32                # paper 3: batch 32
   config.num_train_steps = 2500
   config.learning_rate = 1e-3           # paper 3: 1e-4; see docs/results.md
+  # 'constant' (paper 3: Adam at a fixed rate) or 'cosine': linear warm-up
+  # over warmup_steps, then cosine decay to 0 at the run's last step.
+  config.lr_schedule = 'constant'
+  config.warmup_steps = 0
   config.log_every_steps = 100          # metrics.jsonl, TensorBoard, progress
   config.checkpoint_every_steps = 500   # orbax checkpoint interval
   config.max_checkpoints_to_keep = 2
-  # Two-step training (paper 2.4): a stage-one workdir (model.name=cgvae)
-  # whose C_phi and tokens initialise this run, frozen for freeze_steps steps.
-  # experiments/two_step.py runs both stages from one command.
+  # Two-step training (paper 2.4): CVQVAE (approach E) and CGVAE2 (F) start
+  # from a stage one (D, a CGVAE) that learns C_phi and the tokens; they are
+  # restored into the model, frozen for its first freeze_steps steps. Both
+  # stages run from one command in one workdir (docs/model.md).
+  config.stage_one = ml_collections.ConfigDict()
+  config.stage_one.model = 'cgvae'      # '' trains model.name in one stage
+  config.stage_one.share = 0.4          # part of num_train_steps for stage one
+  config.freeze_steps = 300             # not given by the paper
+  # Instead of a stage one of its own: the workdir of one trained elsewhere.
   config.init_from = ''
-  config.freeze_steps = 0
   # Device mesh (DESIGN 10): axis sizes (-1 = all remaining devices) and names.
   # The batch is split over every axis; the state is replicated.
   config.mesh_shape = (-1,)
@@ -52,8 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.skip_unreadable = False          # skip (and count) unreadable images
 
   config.model = model = ml_collections.ConfigDict()
-  # Paper 2.4 / Table 1: vq_argmin (A), vq_entropy (B), cvqvae (C; E with
-  # init_from), cgvae (D), cgvae2 (F; two-step with init_from).
+  # Paper 2.4 / Table 1: cvqvae is E with a stage one (stage_one.model or
+  # init_from), C without; vq_argmin (A), vq_entropy (B), cgvae (D), cgvae2
+  # (F with a stage one).
   model.name = 'cvqvae'
   model.encoder_widths = (16, 32, 64, 64, 64)   # E_phi, 5 blocks (2.1)
   model.feature_widths = (16, 32, 64, 64, 64)   # C_phi, 5 blocks + dense
@@ -77,6 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Codes the codebook/commitment terms use: 'sample' (z_q, paper 2.3) or
   # 'nearest' (VQ-VAE's argmin, [18]).
   model.vq_target = 'nearest'
+  # s in q(z_ij = k | x, y) = softmax_k(-s ||z_e,ij - e_k||) (Eq. 4 has s = 1;
+  # docs/model.md).
+  model.distance_scale = 1.0
   # S_z of the Gaussian-latent variants (paper 2.4): CGVAE (D) a small 100,
   # CGVAE2 (F) 1024 = N_z * N_z * D, the size of CVQVAE's z_q.
   model.latent_size = ml_collections.ConfigDict({'cgvae': 100,

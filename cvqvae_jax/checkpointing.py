@@ -100,6 +100,16 @@ def shape_mismatches(saved: Any, expected: Any) -> list[str]:
   return lines
 
 
+def latest_description(manager: ocp.CheckpointManager
+                       ) -> tuple[int | None, dict[str, Any] | None]:
+  """(latest step, the model description saved with it), or (None, None)."""
+  step = manager.latest_step()
+  if step is None:
+    return None, None
+  return step, manager.restore(step, args=ocp.args.Composite(
+      **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+
+
 def restore(manager: ocp.CheckpointManager, abstract_state: Any,
             data_iterator: Any, model_description: Mapping[str, Any],
             step: int | None = None) -> Any:

@@ -174,10 +174,66 @@ def _build(config: ml_collections.ConfigDict):
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, float]:
-  """Trains (or resumes) in `workdir`; returns the final held-out metrics."""
+  """Trains (or resumes) in `workdir`; returns the final held-out metrics,
+  or {} when the run was preempted (run again to continue).
+
+  With a stage one (config.stage_one, paper 2.4: CVQVAE is approach E),
+  stage one trains first for its share of num_train_steps, then the model
+  itself starts from its C_phi and tokens and trains to num_train_steps.
+  Both stages write the same workdir with one step count; a run stopped in
+  either stage resumes there, and stage one is never trained again once
+  stage two has saved a checkpoint.
+  """
   two_step.check_config(config, workdir)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  stage_one = None
+  if two_step.has_stage_one(config):
+    stage_one = two_step.stage_one_config(config)
+    logging.info('Training %s: stage one (%s) for steps 1-%d, then %s to '
+                 'step %d.', two_step.variant(config),
+                 two_step.variant(stage_one), stage_one.num_train_steps,
+                 config.model.name, config.num_train_steps)
+  if jax.process_index() == 0:
+    _write_config(workdir, config)
+  if stage_one is not None and not _stage_one_done(workdir, stage_one):
+    if _train(stage_one, workdir, final=False) is None:
+      return {}
+  return _train(config, workdir, stage_one=stage_one) or {}
+
+
+def _stage_one_done(workdir: str, stage_one) -> bool:
+  """Whether `workdir`'s latest checkpoint is stage one's last step, or
+  belongs to stage two."""
+  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+    return False
+  manager = checkpointing.create_manager(workdir, 1)
+  step, described = checkpointing.latest_description(manager)
+  manager.close()
+  if step is None:
+    return False
+  return (not _same_model(described, stage_one,
+                          pipeline.image_shape(stage_one.data))
+          or step >= stage_one.num_train_steps)
+
+
+def _same_model(described, config, image_shape) -> bool:
+  """Whether a checkpoint's description is that of `config`'s model."""
+  return not checkpointing.describe_differences(
+      described, model_description(config, image_shape))
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, *,
+           stage_one: ml_collections.ConfigDict | None = None,
+           final: bool = True) -> dict[str, float] | None:
+  """One stage: trains `config`'s model to config.num_train_steps. Returns
+  its held-out metrics, or None when preempted.
+
+  stage_one: the config of this run's stage one; when the workdir's latest
+  checkpoint is stage one's last, training starts from it (C_phi and the
+  tokens restored, the step count continued). final=False (a stage one):
+  no samples.png and no summary.
+  """
   is_chief = jax.process_index() == 0
   mesh, model, init, abstract_state, state_sharding, image_shape = _build(
       config)
@@ -186,21 +242,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   manager = checkpointing.create_manager(workdir,
                                          config.max_checkpoints_to_keep)
   description = model_description(config, image_shape)
-  if manager.latest_step() is not None:
+  latest, described = checkpointing.latest_description(manager)
+  from_stage_one = (stage_one is not None and latest is not None
+                    and _same_model(described, stage_one, image_shape))
+  if latest is not None and not from_stage_one:
     state = checkpointing.restore(manager, abstract_state, train_iter,
                                   description)
     logging.info('Resumed from %s at step %d.', manager.directory,
                  int(state.step))
   else:
     state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-    if config.init_from:  # Stage two (paper 2.4); not again on resume.
+    init_from = workdir if from_stage_one else config.init_from
+    if init_from:  # Stage two (paper 2.4); not again on resume.
       state = state.replace(params=two_step.initialise_from(
-          config.init_from, state.params, abstract_state.params,
+          init_from, state.params, abstract_state.params,
           workdir if is_chief else None))
+    if from_stage_one:  # One step count for both stages.
+      state = state.replace(step=latest)
+    state = jax.device_put(state, state_sharding)
   logging.info('Parameters: %s', _param_overview(state.params))
   start_step = int(state.step)
-  if is_chief:
-    _write_config(workdir, config)
   writer = metric_writers.MetricWriter(workdir, start_step, enabled=is_chief)
 
   batch_sharding = sharding.batch_sharding(mesh)
@@ -245,8 +306,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       writer.close()
       print(f'Preempted: saved step {step} in {manager.directory}; run the '
             'same command again to continue.', flush=True)
-      return {}
+      return None
   manager.wait_until_finished()
+  manager.close()
   guard.close()
 
   codec = evaluation.Codec(model)
@@ -255,14 +317,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     if int(state.step) > start_step:  # Not again for an already-finished run.
       writer.write(int(state.step), {**results,
                                      'steps_per_second': last_rate})
-    preview = previews.write_preview(workdir, codec, state.params, config)
-    print(_summary(workdir, int(state.step), results, preview), flush=True)
+    if final:
+      preview = previews.write_preview(workdir, codec, state.params, config)
+      print(_summary(workdir, int(state.step), results, preview,
+                     two_step.variant(config)), flush=True)
+    else:
+      logging.info('Stage one (%s) done at step %d; held-out: %s',
+                   two_step.variant(config), int(state.step),
+                   ', '.join(f'{k} {v:.4f}' for k, v in results.items()))
   writer.close()
   return results
 
 
-def _summary(workdir: str, step: int, results: dict, preview: str) -> str:
-  lines = [f'Trained to step {step}. Held-out results:']
+def _summary(workdir: str, step: int, results: dict, preview: str,
+             variant: str) -> str:
+  lines = [f'Trained {variant} to step {step}. Held-out results:']
   lines += [f'  {k}: {v:.4f}' for k, v in results.items()]
   lines += [f'Outputs in {workdir}:',
             '  checkpoints/       orbax checkpoints (resume: run again)',

@@ -2,6 +2,10 @@
 tokens, which stay frozen for the first `freeze_steps` steps.
 
 Stage one is a CGVAE (approach D); stage two a CVQVAE (E) or a CGVAE2 (F).
+`config.stage_one` makes this the run's own recipe: train.train_and_evaluate
+trains stage one for stage_one.share of num_train_steps, then the model
+itself for the rest, in one workdir with one step count. `config.init_from`
+instead names the workdir of a stage one trained elsewhere.
 Every model names C_phi `feature_net` and its tokens `tokens_i` /
 `scalar_tokens` (models/cvqvae.py), so the same parameter paths exist in
 both stages. `config.init_from` names the stage-one workdir; the rest of the
@@ -49,25 +53,52 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Clear errors for two-step settings that cannot work."""
   if config.freeze_steps < 0:
     raise ValueError(f'freeze_steps must be >= 0, got {config.freeze_steps}.')
-  if config.freeze_steps and not config.init_from:
+  if not 0.0 <= config.stage_one.share < 1.0:
+    raise ValueError('stage_one.share (the part of num_train_steps given to '
+                     f'stage one) must be in [0, 1), got '
+                     f'{config.stage_one.share}.')
+  if config.stage_one.model and (config.stage_one.model
+                                 not in STAGE_ONE_MODELS):
+    raise ValueError(f'stage_one.model must be one of {STAGE_ONE_MODELS} '
+                     f"(or '' for one stage), got {config.stage_one.model!r}.")
+  if (config.freeze_steps and not config.init_from
+      and config.model.name in STAGE_TWO_MODELS and not has_stage_one(config)):
     raise ValueError(
         'freeze_steps freezes the C_phi and tokens restored from a stage '
-        'one: set init_from to the stage-one workdir as well.')
+        'one: set init_from to the stage-one workdir, or stage_one.model.')
   if config.init_from and (os.path.abspath(config.init_from)
                            == os.path.abspath(workdir)):
     raise ValueError('init_from names the workdir of this very run; it must '
                      'name the stage-one workdir.')
 
 
+LR_SCHEDULES = ('constant', 'cosine')
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict):
+  """config.learning_rate, constant or with warm-up and cosine decay."""
+  if config.lr_schedule not in LR_SCHEDULES:
+    raise ValueError(f'lr_schedule must be one of {LR_SCHEDULES}, got '
+                     f'{config.lr_schedule!r}.')
+  if config.lr_schedule == 'constant':
+    return config.learning_rate
+  # The optimizer of a stage two starts counting at its own first step.
+  steps = config.num_train_steps - (stage_one_steps(config)
+                                    if has_stage_one(config) else 0)
+  return optax.warmup_cosine_decay_schedule(
+      0.0, config.learning_rate, config.warmup_steps,
+      max(steps, config.warmup_steps + 1))
+
+
 def create_optimizer(config: ml_collections.ConfigDict
                      ) -> optax.GradientTransformation:
   """Adam; with freeze_steps, C_phi and the tokens get no update (and their
   Adam moments do not move) during the first freeze_steps steps."""
-  adam = optax.adam(config.learning_rate)
+  adam = optax.adam(learning_rate_schedule(config))
   if not config.freeze_steps:
     return adam
   frozen_first = optax.transforms.conditionally_mask(
-      optax.adam(config.learning_rate),
+      optax.adam(learning_rate_schedule(config)),
       lambda count: count >= config.freeze_steps)
   return optax.multi_transform({TRAINED: adam, TRANSFERRED: frozen_first},
                                param_labels)
@@ -117,39 +148,49 @@ def initialise_from(init_from: str, params, abstract_params,
   return checkpointing.unflatten(flat)
 
 
-STAGE_ONE_MODEL = 'cgvae'
 STAGE_TWO_MODELS = ('cvqvae', 'cgvae2')
+# Models that hold C_phi and the tokens, and so can be a stage one.
+STAGE_ONE_MODELS = ('cgvae', 'cgvae2', 'cvqvae')
+VARIANTS = {'vq_argmin': 'A (VQ-VAE posterior, no c)',
+            'vq_entropy': 'B (Eq. 4 posterior, no c)',
+            'cgvae': 'D (CGVAE)'}
 
 
-def stage_configs(config: ml_collections.ConfigDict, workdir: str, *,
-                  stage_two: str = 'cvqvae', stage_one_steps: int | None = None,
-                  freeze_steps: int | None = None):
-  """The two runs of paper 2.4 from one config: ((config, workdir) of stage
-  one, (config, workdir) of stage two).
+def has_stage_one(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config` trains a stage one before its model (paper 2.4): for
+  CVQVAE (E) and CGVAE2 (F) when config.stage_one.model names one and no
+  init_from gives an external stage one."""
+  return (bool(config.stage_one.model) and not config.init_from
+          and config.model.name in STAGE_TWO_MODELS
+          and stage_one_steps(config) > 0)
 
-  Stage one is CGVAE (D) in WORKDIR/stage_one for `stage_one_steps` (default:
-  config.num_train_steps); stage two is `stage_two` (E: cvqvae, F: cgvae2) in
-  WORKDIR/stage_two, initialised from stage one, with C_phi and the tokens
-  frozen for `freeze_steps` (default: config.freeze_steps, or a fifth of the
-  stage-two steps when that is 0).
-  """
-  if stage_two not in STAGE_TWO_MODELS:
-    raise ValueError(f'stage two must be one of {STAGE_TWO_MODELS}, got '
-                     f'{stage_two!r}.')
-  workdir = os.path.abspath(workdir)
+
+def stage_one_steps(config: ml_collections.ConfigDict) -> int:
+  """round(stage_one.share * num_train_steps): stage one's part of the run."""
+  return int(round(config.stage_one.share * config.num_train_steps))
+
+
+def stage_one_config(config: ml_collections.ConfigDict
+                     ) -> ml_collections.ConfigDict:
+  """The config of stage one: the same run with model.name =
+  stage_one.model for stage_one_steps(config) steps, in one stage."""
   one = config.copy_and_resolve_references()
-  one.model.name = STAGE_ONE_MODEL
+  one.model.name = config.stage_one.model
+  one.num_train_steps = stage_one_steps(config)
   one.init_from, one.freeze_steps = '', 0
-  if stage_one_steps is not None:
-    one.num_train_steps = stage_one_steps
-  one_dir = os.path.join(workdir, 'stage_one')
-  two = config.copy_and_resolve_references()
-  two.model.name = stage_two
-  two.init_from = one_dir
-  if freeze_steps is None:
-    freeze_steps = config.freeze_steps or config.num_train_steps // 5
-  two.freeze_steps = freeze_steps
-  return (one, one_dir), (two, os.path.join(workdir, 'stage_two'))
+  one.stage_one.model = ''
+  return one
+
+
+def variant(config: ml_collections.ConfigDict) -> str:
+  """The paper's letter (Table 1) and name of what `config` trains."""
+  name = config.model.name
+  two = has_stage_one(config) or bool(config.init_from)
+  if name == 'cvqvae':
+    return 'E (CVQVAE, two-step)' if two else 'C (CVQVAE, one stage)'
+  if name == 'cgvae2':
+    return 'F (CGVAE2, two-step)' if two else 'CGVAE2 in one stage'
+  return VARIANTS.get(name, name)
 
 
 def finished(workdir: str, num_steps: int) -> bool:
@@ -160,19 +201,3 @@ def finished(workdir: str, num_steps: int) -> bool:
   latest = manager.latest_step()
   manager.close()
   return latest is not None and latest >= num_steps
-
-
-def run(config: ml_collections.ConfigDict, workdir: str, **kwargs):
-  """Both stages (stage_configs' keyword arguments), each resumed where it
-  stopped. Returns stage two's held-out results, or None when a stage was
-  preempted (run again to continue)."""
-  from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
-  (one, one_dir), (two, two_dir) = stage_configs(config, workdir, **kwargs)
-  if finished(one_dir, one.num_train_steps):
-    logging.info('Stage one already finished in %s.', one_dir)
-  else:
-    train.train_and_evaluate(one, one_dir)
-    if not finished(one_dir, one.num_train_steps):
-      return None  # Preempted: its checkpoint is saved.
-  results = train.train_and_evaluate(two, two_dir)
-  return results if finished(two_dir, two.num_train_steps) else None

@@ -45,6 +45,9 @@ def variant_config(config, letter, workdir, steps, freeze_steps):
   config = config.copy_and_resolve_references()
   config.model.name = name
   config.num_train_steps = steps
+  # E and F start from D's workdir here (so that D is trained once for both)
+  # rather than from a stage one of their own.
+  config.stage_one.model = ''
   config.init_from = os.path.join(workdir, stage_one) if stage_one else ''
   config.freeze_steps = freeze_steps if stage_one else 0
   return config

@@ -60,7 +60,7 @@ def test_without_freeze_steps_the_optimizer_is_plain_adam():
 
 
 @pytest.mark.parametrize('overrides,message', [
-    ({'freeze_steps': 5}, 'set init_from'),
+    ({'freeze_steps': 5, 'stage_one.model': ''}, 'set init_from'),
     ({'freeze_steps': -1, 'init_from': 'x'}, 'freeze_steps must be >= 0'),
 ])
 def test_two_step_settings_that_cannot_work_are_errors(overrides, message,
@@ -191,29 +191,110 @@ def test_cli_trains_f_from_a_d_workdir(stage_one, tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
-def test_pipeline_runs_both_stages_and_resumes(tmp_path):
-  """experiments/two_step.py's function: D then E from one call."""
-  config = tiny_config(num_train_steps=2)
-  workdir = str(tmp_path)
-  results = two_step.run(config, workdir, stage_two='cvqvae',
-                         stage_one_steps=3, freeze_steps=1)
-  assert 'eval_reconstruction_mse' in results
-  (one, one_dir), (two, two_dir) = two_step.stage_configs(
-      config, workdir, stage_two='cvqvae', stage_one_steps=3, freeze_steps=1)
-  assert (one.model.name, one.num_train_steps, one.init_from) == ('cgvae', 3,
-                                                                  '')
-  assert (two.model.name, two.init_from, two.freeze_steps) == ('cvqvae',
-                                                               one_dir, 1)
-  assert two_step.finished(one_dir, 3) and two_step.finished(two_dir, 2)
-  with open(os.path.join(two_dir, two_step.INIT_RECORD)) as f:
-    assert json.load(f)['init_from'] == one_dir
-  # A second call finds both stages finished and trains nothing more.
-  mtime = os.path.getmtime(os.path.join(one_dir, 'metrics.jsonl'))
-  assert two_step.run(config, workdir, stage_two='cvqvae', stage_one_steps=3,
-                      freeze_steps=1) is not None
-  assert os.path.getmtime(os.path.join(one_dir, 'metrics.jsonl')) == mtime
-  with pytest.raises(ValueError, match='cvqvae'):
-    two_step.stage_configs(config, workdir, stage_two='vq_argmin')
+def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
+    tmp_path):
+  """The default config trains E: stage one (D) for stage_one.share of the
+  steps, then CVQVAE from its C_phi and tokens, in one workdir. SIGKILL in
+  stage two, then the same command: stage two resumes from its own
+  checkpoint and stage one is not trained again."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'e'
+  args = [sys.executable, '-m', 'cvqvae_jax.main',
+          '--config=configs/default.py', f'--workdir={workdir}', *TINY_FLAGS,
+          '--config.num_train_steps=400', '--config.stage_one.share=0.01',
+          '--config.freeze_steps=2', '--config.checkpoint_every_steps=2',
+          '--config.max_checkpoints_to_keep=3']
+  proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          env=subprocess_env())
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 300
+  steps = []
+  while time.time() < deadline and not any(s >= 9 for s in steps):
+    time.sleep(0.2)
+    if metrics.exists():
+      steps = [json.loads(l)['step'] for l in metrics.read_text().split('\n')
+               if l.strip()]
+  proc.send_signal(signal.SIGKILL)
+  _, err = proc.communicate(timeout=60)
+  assert 'Training E (CVQVAE, two-step): stage one (D (CGVAE)) for steps 1-4'\
+      in err, err[-3000:]
+  assert 'Two-step training: restored from' in err
+  saved = sorted(int(s) for s in os.listdir(workdir / 'checkpoints'))
+  assert saved and 4 < saved[-1] < 400, saved
+  stage_one_records = [l for l in metrics.read_text().split('\n')
+                       if l.strip() and json.loads(l)['step'] <= 4]
+
+  done = subprocess.run(args, cwd=ROOT, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f'Resumed from {workdir}/checkpoints at step {saved[-1]}' in \
+      done.stderr
+  assert 'Two-step training: restored' not in done.stderr
+  assert 'Trained E (CVQVAE, two-step) to step 400' in done.stdout
+  records = [json.loads(l) for l in metrics.read_text().split('\n')
+             if l.strip()]
+  # Stage one's records are untouched; every step is logged once.
+  assert [l for l in metrics.read_text().split('\n')
+          if l.strip() and json.loads(l)['step'] <= 4] == stage_one_records
+  train_steps = [r['step'] for r in records if 'loss' in r]
+  assert train_steps == list(range(1, 401))
+  # Stage one logs the Gaussian KL and no code usage; stage two its codes.
+  assert all('code_perplexity' not in r for r in records
+             if 'loss' in r and r['step'] <= 4)
+  assert all('code_perplexity' in r for r in records
+             if 'loss' in r and r['step'] > 4)
+  with open(workdir / 'config.json') as f:
+    assert json.load(f)['model']['name'] == 'cvqvae'
+  with open(workdir / two_step.INIT_RECORD) as f:
+    record = json.load(f)
+  assert record['stage_one_model'] == 'cgvae'
+  assert record['checkpoint'].endswith('checkpoints/4')
+
+  # The same command once more: finished, nothing trained.
+  again = subprocess.run(args, cwd=ROOT, env=subprocess_env(),
+                         capture_output=True, text=True, timeout=600,
+                         check=False)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'step 4/4' not in again.stderr
+  assert [json.loads(l)['step'] for l in metrics.read_text().split('\n')
+          if l.strip() and 'loss' in json.loads(l)] == list(range(1, 401))
+
+
+def test_stage_one_settings_and_variant_names():
+  config = tiny_config(num_train_steps=10)
+  assert two_step.has_stage_one(config)
+  assert two_step.stage_one_steps(config) == 4
+  one = two_step.stage_one_config(config)
+  assert (one.model.name, one.num_train_steps, one.freeze_steps,
+          one.init_from, one.stage_one.model) == ('cgvae', 4, 0, '', '')
+  assert two_step.variant(config) == 'E (CVQVAE, two-step)'
+  assert two_step.variant(one) == 'D (CGVAE)'
+  one_stage = tiny_config(**{'stage_one.model': ''})
+  assert not two_step.has_stage_one(one_stage)
+  assert two_step.variant(one_stage) == 'C (CVQVAE, one stage)'
+  for name, letter in (('vq_argmin', 'A'), ('vq_entropy', 'B'),
+                       ('cgvae', 'D')):
+    other = tiny_config(**{'model.name': name})
+    assert not two_step.has_stage_one(other)
+    assert two_step.variant(other).startswith(letter)
+  assert two_step.variant(tiny_config(**{'model.name': 'cgvae2'})).startswith(
+      'F')
+  # An external stage one replaces the run's own.
+  assert not two_step.has_stage_one(tiny_config(init_from='/x'))
+  # Too few steps for a stage one: one stage.
+  assert not two_step.has_stage_one(tiny_config(num_train_steps=1))
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'stage_one.share': 1.0}, 'stage_one.share'),
+    ({'stage_one.model': 'vq_argmin'}, 'stage_one.model must be one of'),
+])
+def test_stage_one_errors(overrides, message, tmp_path):
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(tiny_config(**overrides), str(tmp_path))
 
 
 @pytest.mark.parametrize('name', ['vq_argmin', 'vq_entropy'])

@@ -66,4 +66,5 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       codebook_init=codebook_init,
       codebook_init_scale=model_config.codebook_init_scale,
       vq_target=model_config.vq_target,
+      distance_scale=model_config.distance_scale,
   )

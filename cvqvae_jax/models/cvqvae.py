@@ -239,6 +239,9 @@ class CVQVAE(ConditionalVAE):
   # Which code the codebook and commitment terms pull towards: the 'sample'
   # that fed the decoder (z_q, paper 2.3) or the 'nearest' one ([18]).
   vq_target: str = 'sample'
+  # 1 / temperature of Eq. 4: q(z_ij = k) = softmax_k(-s ||z_e,ij - e_k||).
+  # s = 1 is the paper's formula; docs/model.md says why the default is not.
+  distance_scale: float = 1.0
   latent = 'categorical'
 
   def setup(self):
@@ -272,7 +275,7 @@ class CVQVAE(ConditionalVAE):
                                               y_temperature)
 
     z_e = self.encoder(x, y)
-    z_logits = self.codebook.logits(z_e)
+    z_logits = self.distance_scale * self.codebook.logits(z_e)
     if self.posterior == 'argmin' or not train:
       noisy = z_logits
     else:
