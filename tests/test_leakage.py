@@ -130,3 +130,65 @@ def test_leakage_metrics_per_label():
   no_factors = leakage.leakage_metrics(codes, labels, ('glasses', 'smile'),
                                        ('presence', 'both'))
   assert set(no_factors['glasses']) == {'z_leakage'}
+
+
+# ---- in evaluation ------------------------------------------------------------
+
+
+class _StubClassifier:
+  """Stands in for the independent classifier (tests/test_classifier.py)."""
+  test_accuracy, test_bca = 0.5, 0.5
+
+  def outputs(self, x):
+    x = np.asarray(x)
+    feats = x[:, ::4, ::4, 0].reshape(len(x), -1)
+    p = 1 / (1 + np.exp(-feats.mean(1)))
+    return np.stack([1 - p, p], 1), feats
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+  """A freshly initialised tiny model (the probes need no trained one) and
+  a config with 64 held-out examples, enough for each probe's halves."""
+  import functools  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from cvqvae_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(**{'data.num_test': 64, 'eval.num_examples': 64,
+                          'eval.batch_size': 16})
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=('presence', 'both'))
+  x = np.zeros((2, 16, 16, 3), np.float32)
+  labels = np.ones((2, 2), np.int32)
+  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
+  params = jax.jit(functools.partial(model.init, train=True))(
+      rngs, x, labels, labels > 0)['params']
+  return config, model, params
+
+
+def test_evaluate_reports_leakage(tiny_model):
+  from cvqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  config, model, params = tiny_model
+  results = evaluation.evaluate(params, model, config)
+  for name in ('glasses', 'smile'):
+    for key in ('c_leakage', 'c_own_factors_score', 'z_leakage'):
+      value = results[f'eval_{name}_{key}']
+      assert isinstance(value, float) and 0.0 <= value <= 1.0, (name, key)
+
+
+def test_paper_evaluation_reports_leakage(tiny_model, monkeypatch, tmp_path):
+  from cvqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  config, model, params = tiny_model
+  monkeypatch.setattr(
+      evaluation.classifier, 'load_or_train',
+      lambda config, workdir: {l: _StubClassifier() for l in config.data.labels})
+  results = evaluation.paper_evaluation(params, model, config, str(tmp_path),
+                                        step=0)
+  for name, row in results['labels'].items():
+    for key in ('c_leakage', 'z_leakage', 'c_own_factors_score'):
+      assert 0.0 <= row[key] <= 1.0, (name, key)
+    assert set(procedural.NUISANCE_FACTORS) <= set(row['c_leakage_factors'])
+    assert set(row['c_own_factors']) <= set(procedural.LABEL_FACTORS[name])
+    assert all(0.0 <= v <= 1.0 for v in row['c_leakage_factors'].values())
+  table = evaluation.format_table(results)
+  assert 'c-leak' in table and 'z-leak' in table
