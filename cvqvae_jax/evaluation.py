@@ -229,8 +229,9 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
 
 def paper_evaluation(params, model, config, workdir: str,
                      step: int) -> dict[str, Any]:
-  """BCA, SR(+), SR(-), CFD, FID (paper 3) and, on the procedural
-  benchmark, the oracle errors, per label: the eval/results.json dict.
+  """BCA, SR(+), SR(-), CFD, FID (paper 3), z_leakage and, on the
+  procedural benchmark, the oracle errors and c_leakage (leakage_results),
+  per label: the eval/results.json dict.
 
   Trains (or restores from WORKDIR/classifier/) the independent classifiers
   and loads the FID Inception weights of config.eval.fid_weights, if any.
