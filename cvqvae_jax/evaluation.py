@@ -6,6 +6,8 @@ error against the ideally rendered swap, DESIGN.md section 7).
 paper_evaluation(): the paper's metrics (section 3) for --mode=evaluate:
 BCA, SR(+), SR(-), CFD, FID with an independent classifier, plus the oracle
 errors; see docs/evaluation.md.
+Both report the leakage probes (leakage.py): z_leakage for every dataset,
+c_leakage and the own-factor control on the procedural benchmark.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from cvqvae_jax import classifier
 from cvqvae_jax import inception
+from cvqvae_jax import leakage
 from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
 from cvqvae_jax.data import pipeline
@@ -132,10 +135,29 @@ def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
   return oracle_errors(data, name, *pairs, *fakes)
 
 
+def leakage_results(codec: Codec, params, data, config
+                    ) -> dict[str, dict[str, Any]]:
+  """leakage.leakage_metrics of the held-out `data`, encoded with the true
+  labels (as the swaps are): per label z_leakage and, with procedural
+  factors, c_leakage, c_leakage_factors, c_own_factors_score and
+  c_own_factors."""
+  def codes(x, labels):
+    out = codec.encode(params, x, labels)
+    return {'c': out['c'], 'z_q': out['z_q']}
+  encoded = metrics.batched(codes, (data['image'], data['label']),
+                            config.eval.batch_size)
+  return leakage.leakage_metrics(
+      encoded, data['label'], tuple(config.data.labels),
+      pipeline.label_kinds(config), data.get('factors'), seed=config.seed)
+
+
 def evaluate(params, model, config,
              codec: Codec | None = None) -> dict[str, float]:
-  """Flat dict: eval_reconstruction_mse, eval_accuracy_LABEL and, with
-  factors available, eval_LABEL_oracle_* (see oracle_swap_errors)."""
+  """Flat dict: eval_reconstruction_mse, eval_accuracy_LABEL,
+  eval_LABEL_z_leakage and, with factors available, eval_LABEL_oracle_*
+  (see oracle_swap_errors), eval_LABEL_c_leakage and
+  eval_LABEL_c_own_factors_score (leakage_results; a probe without enough
+  examples is left out)."""
   data = _collect(config, config.eval.num_examples)
   step = jax.jit(functools.partial(eval_step, model=model))
   out = metrics.batched(
@@ -151,6 +173,11 @@ def evaluate(params, model, config,
                                   config.eval.num_pairs, config.seed,
                                   config.eval.batch_size)
       results.update({f'eval_{name}_{k}': v for k, v in errors.items()})
+  leaks = leakage_results(codec, params, data, config)
+  for name, row in leaks.items():
+    for key in ('c_leakage', 'c_own_factors_score', 'z_leakage'):
+      if row.get(key) is not None:
+        results[f'eval_{name}_{key}'] = row[key]
   return results
 
 
@@ -202,8 +229,9 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
 
 def paper_evaluation(params, model, config, workdir: str,
                      step: int) -> dict[str, Any]:
-  """BCA, SR(+), SR(-), CFD, FID (paper 3) and, on the procedural
-  benchmark, the oracle errors, per label: the eval/results.json dict.
+  """BCA, SR(+), SR(-), CFD, FID (paper 3), z_leakage and, on the
+  procedural benchmark, the oracle errors and c_leakage (leakage_results),
+  per label: the eval/results.json dict.
 
   Trains (or restores from WORKDIR/classifier/) the independent classifiers
   and loads the FID Inception weights of config.eval.fid_weights, if any.
@@ -230,6 +258,8 @@ def paper_evaluation(params, model, config, workdir: str,
     labels[name] = _label_metrics(codec, params, data, l, name, config,
                                   classifiers[name], fid_net, real_fid_stats,
                                   real_clf_stats, model_pred)
+  for name, row in leakage_results(codec, params, data, config).items():
+    labels[name].update(row)
   return {'model': config.model.name, 'dataset': config.data.name,
           'step': int(step), 'labels': labels,
           'classifier': config.eval.classifier,
@@ -255,7 +285,8 @@ TABLE_COLUMNS = (('bca', 'BCA'), ('sr_plus', 'SR(+)'), ('sr_minus', 'SR(-)'),
                  ('oracle_reconstruction_mse_plus', 'recon+'),
                  ('oracle_swap_mse_minus', 'oracle-'),
                  ('oracle_identity_mse_minus', 'ident-'),
-                 ('oracle_reconstruction_mse_minus', 'recon-'))
+                 ('oracle_reconstruction_mse_minus', 'recon-'),
+                 ('c_leakage', 'c-leak'), ('z_leakage', 'z-leak'))
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """Tests for the procedural cartoon-face benchmark (cvqvae_jax.data.procedural)."""
 
 import copy
+import hashlib
 import time
 
 import numpy as np
@@ -43,7 +44,7 @@ def _pixel_coords(size):
 def test_factor_keys_dtypes_and_determinism():
   f1, f2 = P.sample_factors(3, 17), P.sample_factors(3, 17)
   assert set(f1) == ALL_KEYS
-  assert list(P.LABEL_KINDS) == ['glasses', 'smile']
+  assert list(P.LABEL_KINDS) == ['glasses', 'smile', 'big_head']
   for k, v in f1.items():
     assert isinstance(v, np.ndarray) and v.dtype == np.float32, k
     assert v.shape == ((3,) if k.endswith('_color') else ()), k
@@ -343,3 +344,152 @@ def test_rendering_is_fast_enough():
   for f in fs:
     P.render(f, 32)
   assert time.perf_counter() - t < 2.0
+
+
+# ---- big_head: an opt-in, global label ------------------------------------
+
+# sha256 of the float32 bytes of every pre-big_head factor (sorted names) of
+# seed 3, indices 0..99, train then test, as sampled before big_head existed.
+_OLD_FACTORS_SHA256 = (
+    'bca01eabb993c8994d8131f3a20cc0910d0edb46b207d4ec41f70c7f517c6a69')
+_OLD_KEYS = sorted(ALL_KEYS - {'big_head', 'head_scale', 'head_width'})
+
+
+def _old_factor_digest(**kw):
+  h = hashlib.sha256()
+  for split in ('train', 'test'):
+    for i in range(100):
+      f = P.sample_factors(3, i, split, **kw)
+      for k in _OLD_KEYS:
+        h.update(np.asarray(f[k], np.float32).tobytes())
+  return h.hexdigest()
+
+
+def _big(f, **changes):
+  return _with(f, big_head=1.0, **changes)
+
+
+def _face_pixels(img, f):
+  """Pixels that are not the background colour."""
+  return int((np.abs(img - (f['bg_color'] * 2 - 1)).max(-1) > 1e-3).sum())
+
+
+def test_appended_draws_leave_the_earlier_doubles_unchanged():
+  seq = np.random.SeedSequence([1, 2, 3])
+  short = np.random.default_rng(seq).random(22)
+  longer = np.random.default_rng(seq).random(25)
+  np.testing.assert_array_equal(short, longer[:22])
+
+
+@pytest.mark.parametrize('active', [(), ('glasses', 'smile'), ('big_head',),
+                                    ('glasses', 'big_head')])
+def test_existing_factors_unchanged_whatever_the_active_labels(active):
+  assert _old_factor_digest(active_labels=active) == _OLD_FACTORS_SHA256
+
+
+def test_big_head_drawn_only_when_active_and_deterministic():
+  inactive = P.stack_factors([P.sample_factors(1, i) for i in range(400)])
+  assert (inactive['big_head'] == 0).all()
+  fs = [P.sample_factors(1, i, active_labels=('big_head',)) for i in range(400)]
+  again = P.sample_factors(1, 7, active_labels=('big_head',))
+  for k in fs[7]:
+    np.testing.assert_array_equal(fs[7][k], again[k])
+  st = P.stack_factors(fs)
+  assert 0.4 < st['big_head'].mean() < 0.6
+  for key, (lo, hi) in [('head_scale', P.HEAD_SCALE_RANGE),
+                        ('head_width', P.HEAD_WIDTH_RANGE)]:
+    assert lo - 1e-6 <= st[key].min() and st[key].max() <= hi + 1e-6
+    np.testing.assert_array_equal(st[key], inactive[key])  # always sampled
+  assert P.LABEL_KINDS['big_head'] == 'presence'
+
+
+def test_images_with_big_head_inactive_are_the_old_images():
+  """big_head = 0 renders exactly like a factor dict without its keys."""
+  src = P.ProceduralSource(num_examples=30, image_size=32, seed=3)
+  for i in range(30):
+    item = src[i]
+    old = {k: v for k, v in item['factors'].items() if k in _OLD_KEYS}
+    np.testing.assert_array_equal(item['image'], P.render(old, 32))
+  one = P.ProceduralSource(num_examples=30, image_size=32, seed=3,
+                           labels=('glasses',))
+  np.testing.assert_array_equal(one[4]['image'], src[4]['image'])
+
+
+def test_source_with_big_head_label():
+  src = P.ProceduralSource(num_examples=40, image_size=32, seed=0,
+                           labels=('big_head', 'glasses'))
+  items = [src[i] for i in range(40)]
+  y = np.array([it['label'][0] for it in items])
+  assert set(y) == {0, 1}
+  for it in items:
+    assert it['label'][1] == it['factors']['glasses']
+    np.testing.assert_array_equal(it['image'], P.render(it['factors'], 32))
+
+
+def test_big_head_enlarges_the_whole_head():
+  for i in range(10):
+    f0 = P.sample_factors(0, i)
+    f1 = _big(f0)
+    img0, img1 = P.render(f0, 64), P.render(f1, 64)
+    assert _face_pixels(img1, f1) > 1.1 * _face_pixels(img0, f0)
+    assert _changed(img0, img1).mean() > 0.1   # a global change
+
+
+def test_big_heads_are_larger_on_average_but_overlap():
+  src = P.ProceduralSource(num_examples=200, image_size=32, seed=0,
+                           labels=('big_head',))
+  items = [src[i] for i in range(200)]
+  y = np.array([it['label'][0] for it in items])
+  area = np.array([_face_pixels(it['image'], it['factors']) for it in items])
+  assert area[y == 1].mean() > 1.2 * area[y == 0].mean()
+  assert area[y == 1].min() < area[y == 0].max()   # not trivially separable
+
+
+def test_big_head_features_only_matter_when_present():
+  f0 = P.sample_factors(0, 2)
+  img = P.render(f0, 32)
+  for k, v in dict(head_scale=1.2, head_width=0.91).items():
+    np.testing.assert_array_equal(P.render(_with(f0, **{k: v}), 32), img)
+  f1 = _big(f0, head_scale=1.13, head_width=1.0)
+  img1 = P.render(f1, 64)
+  for k, v in dict(head_scale=1.21, head_width=0.9).items():
+    assert _changed(P.render(_with(f1, **{k: v}), 64), img1).sum() > 20, k
+
+
+@pytest.mark.parametrize('size', [32, 64, 128])
+def test_biggest_heads_stay_inside_the_frame(size):
+  for i in range(20):
+    f = _big(P.sample_factors(0, i), face_size=P.FACE_SIZE_RANGE[1],
+             head_scale=P.HEAD_SCALE_RANGE[1],
+             head_width=P.HEAD_WIDTH_RANGE[1], hair_length=1.0,
+             face_x=P.FACE_X_RANGE[i % 2], face_y=P.FACE_Y_RANGE[i % 2])
+    img = P.render(f, size)
+    bg = f['bg_color'] * 2 - 1
+    for border in (img[0], img[:, 0], img[:, -1]):
+      np.testing.assert_allclose(border, np.broadcast_to(bg, border.shape),
+                                 atol=1e-5)
+
+
+def test_ideal_swap_of_big_head_moves_the_size():
+  active = ('big_head',)
+  fs = [P.sample_factors(0, i, active_labels=active) for i in range(20)]
+  x0 = next(f for f in fs if f['big_head'] == 0)
+  x1 = next(f for f in fs if f['big_head'] == 1)
+  swapped = P.swap_factors(x0, x1, 'big_head')
+  for k in ('big_head', 'head_scale', 'head_width'):
+    np.testing.assert_array_equal(swapped[k], x1[k])
+  np.testing.assert_array_equal(swapped['face_size'], x0['face_size'])
+  fake_plus = P.render_ideal_swap(x0, x1, 'big_head', 32)
+  np.testing.assert_array_equal(fake_plus, P.render(swapped, 32))
+  assert _face_pixels(fake_plus, x0) > _face_pixels(P.render(x0, 32), x0)
+  fake_minus = P.render_ideal_swap(x1, x0, 'big_head', 32)
+  np.testing.assert_array_equal(fake_minus,
+                                P.render(_with(x1, big_head=0.0), 32))
+  assert _face_pixels(fake_minus, x1) < _face_pixels(P.render(x1, 32), x1)
+
+
+def test_factor_shown_when_covers_every_label_factor():
+  assert set(P.FACTOR_SHOWN_WHEN) == {k for ks in P.LABEL_FACTORS.values()
+                                      for k in ks}
+  for factor, (label, value) in P.FACTOR_SHOWN_WHEN.items():
+    assert factor in P.LABEL_FACTORS[label] and value in (0, 1)

@@ -11,10 +11,17 @@ dict of *factors*, all sampled deterministically from ``(seed, split, index)``:
   thickness, which only show when y = 1;
 * label ``smile`` (kind ``both``): y = 1 shows a smile with the given curvature
   and openness (open mouths show a dark interior and teeth); y = 0 shows a
-  closed, straight mouth with the given width and tilt.
+  closed, straight mouth with the given width and tilt;
+* label ``big_head`` (kind ``presence``, opt-in): a global change of shape,
+  like an enlarged heart. y = 1 scales the whole head (face, hair, eyes,
+  mouth, glasses) by ``head_scale`` and its width by ``head_width``, moving
+  it inwards where it would leave the image; both only show when y = 1.
 
 Labels are independent Bernoulli(0.5) and every factor is sampled for every
-example, so the ideal result of swapping a label (its y and its features) from
+example. Opt-in labels (``OPT_IN_LABELS``) are drawn only when asked for
+(``sample_factors(..., active_labels=...)``; ``ProceduralSource`` asks for
+its ``labels``), otherwise their y is 0 and the image is the one without
+them: adding a label leaves every existing dataset bit-identical. The ideal result of swapping a label (its y and its features) from
 a donor onto a base is well defined and can be rendered: ``render_ideal_swap``.
 
 Conventions: colours are RGB in [0, 1]; positions and lengths are in
@@ -33,7 +40,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-LABEL_KINDS: dict[str, str] = {'glasses': 'presence', 'smile': 'both'}
+LABEL_KINDS: dict[str, str] = {'glasses': 'presence', 'smile': 'both',
+                               'big_head': 'presence'}
+# Labels whose y is drawn only when a config uses them (else y = 0).
+OPT_IN_LABELS: tuple[str, ...] = ('big_head',)
 
 NUISANCE_FACTORS: tuple[str, ...] = (
     'bg_color', 'face_x', 'face_y', 'face_size', 'skin_tone', 'hair_color',
@@ -43,6 +53,16 @@ LABEL_FACTORS: dict[str, tuple[str, ...]] = {
                 'glasses_thickness'),
     'smile': ('smile_curvature', 'smile_openness', 'neutral_width',
               'neutral_tilt'),
+    'big_head': ('head_scale', 'head_width'),
+}
+# Label factors that show only for one value of their label's y: a factor
+# (e.g. glasses_color) is invisible, and so unpredictable from any image,
+# on the other examples.
+FACTOR_SHOWN_WHEN: dict[str, tuple[str, int]] = {
+    **{k: ('glasses', 1) for k in LABEL_FACTORS['glasses']},
+    'smile_curvature': ('smile', 1), 'smile_openness': ('smile', 1),
+    'neutral_width': ('smile', 0), 'neutral_tilt': ('smile', 0),
+    **{k: ('big_head', 1) for k in LABEL_FACTORS['big_head']},
 }
 SPLITS: dict[str, int] = {'train': 0, 'test': 1}
 
@@ -64,6 +84,8 @@ SMILE_CURVATURE_RANGE = (0.4, 0.9)    # sag of the smile / mouth half-width
 SMILE_OPENNESS_RANGE = (0.0, 1.0)     # 0 = closed curve ... 1 = wide open
 NEUTRAL_WIDTH_RANGE = (0.2, 0.42)     # closed-mouth half-width / rx
 NEUTRAL_TILT_RANGE = (-0.25, 0.25)    # closed-mouth angle, radians
+HEAD_SCALE_RANGE = (1.12, 1.22)       # big head: rx and ry times this ...
+HEAD_WIDTH_RANGE = (0.9, 1.05)        # ... and rx (only) times this
 
 # ---- fixed geometry and colours (not factors) -----------------------------
 FACE_ASPECT = 1.18        # face half-height / half-width
@@ -98,7 +120,11 @@ _LAYOUT: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = (
     ('glasses_thickness', (GLASSES_THICKNESS_RANGE,)), ('smile', ((0.0, 1.0),)),
     ('smile_curvature', (SMILE_CURVATURE_RANGE,)),
     ('smile_openness', (SMILE_OPENNESS_RANGE,)),
-    ('neutral_width', (NEUTRAL_WIDTH_RANGE,)), ('neutral_tilt', (NEUTRAL_TILT_RANGE,)))
+    ('neutral_width', (NEUTRAL_WIDTH_RANGE,)), ('neutral_tilt', (NEUTRAL_TILT_RANGE,)),
+    # Appended labels go last: a Generator's first n doubles are the same
+    # whether n or n + k are drawn, so earlier factors stay bit-identical.
+    ('big_head', ((0.0, 1.0),)), ('head_scale', (HEAD_SCALE_RANGE,)),
+    ('head_width', (HEAD_WIDTH_RANGE,)))
 _LO = np.array([r[0] for _, rs in _LAYOUT for r in rs])
 _HI = np.array([r[1] for _, rs in _LAYOUT for r in rs])
 _OFFSETS = np.cumsum([0] + [len(rs) for _, rs in _LAYOUT]).tolist()
@@ -107,12 +133,15 @@ _NAMES = tuple(name for name, _ in _LAYOUT)
 Factors = dict[str, np.ndarray]
 
 
-def sample_factors(seed: int, index: int, split: str = 'train') -> Factors:
+def sample_factors(seed: int, index: int, split: str = 'train',
+                   active_labels: Iterable[str] = ()) -> Factors:
   """Samples all factors of example ``index`` of ``split`` for ``seed``.
 
   Deterministic and independent per (seed, split, index); uses no global state.
   Returns a flat dict name -> float32 array: shape () for scalars (labels are
-  0.0/1.0 under the keys 'glasses' and 'smile'), shape (3,) for colours.
+  0.0/1.0 under their names, e.g. 'glasses'), shape (3,) for colours.
+  Labels of OPT_IN_LABELS not in ``active_labels`` get y = 0 (their feature
+  factors are still sampled, and have no effect).
   """
   if split not in SPLITS:
     raise ValueError(f'unknown split {split!r}; known: {sorted(SPLITS)}')
@@ -125,6 +154,11 @@ def sample_factors(seed: int, index: int, split: str = 'train') -> Factors:
   at = dict(zip(_NAMES, _OFFSETS))
   for label in LABEL_KINDS:
     v[at[label]] = v[at[label]] < 0.5                    # Bernoulli(0.5)
+  active = (active_labels,) if isinstance(active_labels, str) else tuple(
+      active_labels)
+  for label in OPT_IN_LABELS:
+    if label not in active:
+      v[at[label]] = 0.0
   i = at['glasses_color']
   v[i:i + 3] = colorsys.hsv_to_rgb(*v[i:i + 3])
   v[at['glasses_shape']] = math.exp(v[at['glasses_shape']])
@@ -257,13 +291,38 @@ def _box(x_grid, y_grid, x0, x1, y0, y1):
   return rows, cols, x_grid[:, cols], y_grid[rows, :]
 
 
+# Normalised margin the moved big head keeps from the top and side borders
+# (1.6 px at 32 px: clear of the anti-aliasing ramp).
+_BIG_HEAD_MARGIN = 0.1
+
+
+def big_head_geometry(f: Mapping[str, np.ndarray]
+                      ) -> tuple[float, float, float, float]:
+  """(face_x, face_y, rx, ry) as rendered with big_head = 1.
+
+  rx = face_size * head_scale * head_width, ry = FACE_ASPECT * face_size *
+  head_scale; the centre moves inwards just enough to keep the hair cap
+  (1.16 rx wide, 1.19 ry above the centre) clear of the top and side
+  borders and the chin inside the image (the neck runs off the bottom).
+  """
+  size, scale = float(f['face_size']), float(f['head_scale'])
+  rx = size * scale * float(f['head_width'])
+  ry = FACE_ASPECT * size * scale
+  m = _BIG_HEAD_MARGIN
+  x_room = max(1.0 - 1.16 * rx - m, 0.0)
+  fx = min(max(float(f['face_x']), -x_room), x_room)
+  fy = min(max(float(f['face_y']), -1.0 + 1.19 * ry + m), 1.0 - ry)
+  return fx, fy, rx, ry
+
+
 def render(factors: Mapping[str, np.ndarray], image_size: int) -> np.ndarray:
   """Renders one face from its factors: float32 (S, S, 3) in [-1, 1].
 
   Layers back to front: background, hair (behind the face), neck, face, fringe,
   eyes, mouth (smile or neutral), glasses. Features of a label whose y is 0
-  (glasses) or that does not match y (smile) are never read, so changing them
-  leaves the image bit-identical.
+  (glasses, big_head) or that does not match y (smile) are never read, so
+  changing them leaves the image bit-identical. Factors without a
+  'big_head' key render as big_head = 0.
   """
   _check_image_size(image_size)
   S = int(image_size)
@@ -272,6 +331,8 @@ def render(factors: Mapping[str, np.ndarray], image_size: int) -> np.ndarray:
   f = factors
   fx, fy, rx = float(f['face_x']), float(f['face_y']), float(f['face_size'])
   ry = FACE_ASPECT * rx
+  if float(f.get('big_head', 0.0)) > 0.5:
+    fx, fy, rx, ry = big_head_geometry(f)
   t = float(f['skin_tone'])
   skin = (1.0 - t) * np.asarray(SKIN_LIGHT) + t * np.asarray(SKIN_DARK)
 
@@ -387,8 +448,10 @@ class ProceduralSource:
 
   Item ``i`` is ``{'image': float32 (S, S, 3) in [-1, 1], 'label': int32
   (len(labels),), 'index': int32 (), 'factors': dict name -> float32 array}``.
-  ``labels`` only selects (and orders) the entries of 'label'; all factors are
-  always sampled and rendered. Splits draw disjoint random streams.
+  ``labels`` selects (and orders) the entries of 'label' and activates the
+  opt-in labels among them (OPT_IN_LABELS, drawn only when listed: y = 0
+  otherwise); glasses and smile are always drawn and rendered. Splits draw
+  disjoint random streams.
   """
 
   def __init__(self, *, num_examples: int, image_size: int, seed: int = 0,
@@ -418,7 +481,7 @@ class ProceduralSource:
       i += self.num_examples
     if not 0 <= i < self.num_examples:
       raise IndexError(f'index {index} out of range for {self!r}')
-    factors = sample_factors(self.seed, i, self.split)
+    factors = sample_factors(self.seed, i, self.split, self.labels)
     return {
         'image': render(factors, self.image_size),
         'label': np.array([factors[l] for l in self.labels], np.int32),
