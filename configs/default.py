@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.warmup_steps = 0
   config.log_every_steps = 100          # metrics.jsonl, TensorBoard, progress
   config.checkpoint_every_steps = 500   # orbax checkpoint interval
+  # Held-out numbers every N steps on eval.curve_examples test images
+  # (learning curves in metrics.jsonl; 0: only at the end).
+  config.eval_every_steps = 500
   config.max_checkpoints_to_keep = 2
   # Two-step training (paper 2.4): CVQVAE (approach E) and CGVAE2 (F) start
   # from a stage one (D, a CGVAE) that learns C_phi and the tokens; they are
@@ -112,6 +115,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.num_pairs = 500           # swap pairs (paper 3)
   config.eval.batch_size = 100
   config.eval.num_examples = 2_000      # held-out examples for accuracy
+  config.eval.curve_examples = 500      # ... for the curves during training
   # Independent classifier (paper 3: ResNet-50), one per label, trained fully
   # supervised and cached in WORKDIR/classifier/ (docs/evaluation.md).
   # 'resnet18'|'resnet34'|'resnet50' (ImageNet) or 'cifar_resnet8'|

@@ -25,6 +25,7 @@ def get_config(dataset: str, labels: tuple[str, ...]):
   config.num_train_steps = 100_000
   config.log_every_steps = 500
   config.checkpoint_every_steps = 5_000
+  config.eval_every_steps = 5_000       # learning curves (held-out numbers)
 
   data = config.data
   data.name = dataset

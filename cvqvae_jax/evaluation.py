@@ -49,12 +49,33 @@ def _collect(config, limit: int) -> dict[str, np.ndarray]:
   return jax.tree.map(lambda *xs: np.concatenate(xs)[:limit], *parts)
 
 
+def posterior_reconstructions(params, x, labels, rng, *, model):
+  """Per-example squared error of D(z, y, c) for z the most likely, a
+  sampled and the expected code of q(z|x, y) (true y), and the mean
+  entropy of q per latent position (categorical z only)."""
+  y = jax.nn.one_hot(labels, 2, dtype=x.dtype)
+  variables = {'params': params}
+  codes = model.apply(variables, x, y, method='posterior_codes',
+                      rngs={'sample': rng})
+  _, c = model.apply(variables, x, method='classify')
+  out = {}
+  for how in ('most_likely', 'sample', 'expected'):
+    x_hat = model.apply(variables, codes[how], y, c, method='decode')
+    out[how] = jnp.mean(jnp.square(x_hat - x), axis=(1, 2, 3))
+  if 'entropy' in codes:
+    out['entropy'] = jnp.mean(codes['entropy'].reshape(x.shape[0], -1), -1)
+  return out
+
+
 class Codec:
-  """Jitted encode / decode / swap of one model (manipulate.py)."""
+  """Jitted encode / decode / swap / evaluation steps of one model."""
 
   def __init__(self, model):
     self.encode = jax.jit(functools.partial(manipulate.encode, model))
     self.decode = jax.jit(functools.partial(manipulate.decode, model))
+    self.eval_step = jax.jit(functools.partial(eval_step, model=model))
+    self.posterior_reconstructions = jax.jit(functools.partial(
+        posterior_reconstructions, model=model))
 
   def swap(self, params, x_base, x_donor, labels_base, labels_donor,
            label: int):
@@ -151,20 +172,33 @@ def leakage_results(codec: Codec, params, data, config
       pipeline.label_kinds(config), data.get('factors'), seed=config.seed)
 
 
-def evaluate(params, model, config,
-             codec: Codec | None = None) -> dict[str, float]:
-  """Flat dict: eval_reconstruction_mse, eval_accuracy_LABEL,
+def evaluate(params, model, config, codec: Codec | None = None,
+             num_examples: int | None = None) -> dict[str, float]:
+  """Held-out numbers on the first `num_examples` (default
+  config.eval.num_examples) test images, a flat dict:
+  eval_reconstruction_mse (most likely y and z);
+  eval_reconstruction_mse_{most_likely,sample,expected} (true y; z the most
+  likely, a sampled or the expected code: posterior_reconstructions),
+  eval_posterior_entropy (categorical z: nats per position), eval_accuracy_LABEL,
   eval_LABEL_z_leakage and, with factors available, eval_LABEL_oracle_*
   (see oracle_swap_errors), eval_LABEL_c_leakage and
   eval_LABEL_c_own_factors_score (leakage_results; a probe without enough
   examples is left out)."""
-  data = _collect(config, config.eval.num_examples)
-  step = jax.jit(functools.partial(eval_step, model=model))
+  data = _collect(config, num_examples or config.eval.num_examples)
+  codec = codec or Codec(model)
   out = metrics.batched(
-      lambda x, l: step(params, {'image': x, 'label': l, 'labelled': l >= 0}),
+      lambda x, l: codec.eval_step(params, {'image': x, 'label': l,
+                                            'labelled': l >= 0}),
       (data['image'], data['label']), config.eval.batch_size)
   results = {'eval_reconstruction_mse': float(out['sq_err'].mean())}
-  codec = codec or Codec(model)
+  rng = jax.random.key(config.seed)
+  posterior = metrics.batched(
+      lambda x, l: codec.posterior_reconstructions(params, x, l, rng),
+      (data['image'], data['label']), config.eval.batch_size)
+  for how in ('most_likely', 'sample', 'expected'):
+    results[f'eval_reconstruction_mse_{how}'] = float(posterior[how].mean())
+  if 'entropy' in posterior:
+    results['eval_posterior_entropy'] = float(posterior['entropy'].mean())
   for l, name in enumerate(config.data.labels):
     results[f'eval_accuracy_{name}'] = float(
         np.mean(out['pred'][:, l] == data['label'][:, l]))

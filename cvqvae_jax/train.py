@@ -122,6 +122,29 @@ def loss_fn(params, batch, rng, step, *, model, objective):
   return terms['loss'], terms
 
 
+def init_codebook_from_data(params, batch, rng, *, model):
+  """e_k := z_e at K random latent positions of one training batch.
+
+  Every code then starts where the encoder's outputs are: with N(0, 1)
+  codes, whose norms (~4 in D = 16) dwarf the initial z_e (~0.6), every
+  position's nearest code is the same one and the codebook collapses once
+  Eq. 4 is sharp (docs/model.md). Needs B N_z^2 >= K.
+  """
+  sample_rng, pick_rng = jax.random.split(rng)
+  out = model.apply({'params': params}, batch['image'], batch['label'],
+                    batch['labelled'], train=True, rngs={'sample': sample_rng})
+  z_e = out['z_e'].reshape(-1, out['z_e'].shape[-1])
+  if z_e.shape[0] < model.num_codes:
+    raise ValueError(
+        f"codebook_init='data' needs batch_size * N_z^2 = {z_e.shape[0]} >= "
+        f'K = {model.num_codes} encoder outputs.')
+  pick = jax.random.choice(pick_rng, z_e.shape[0], (model.num_codes,),
+                           replace=False)
+  codebook = dict(params['codebook'])
+  codebook['embedding'] = z_e[pick].astype(codebook['embedding'].dtype)
+  return {**params, 'codebook': codebook}
+
+
 def train_step(state: TrainState, batch, rng, *, model, objective):
   """One Adam step on one global batch. Returns (state, metrics)."""
   rng = jax.random.fold_in(rng, state.step)
@@ -257,6 +280,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       state = state.replace(params=two_step.initialise_from(
           init_from, state.params, abstract_state.params,
           workdir if is_chief else None))
+    if getattr(model, 'codebook_init', None) == 'data':
+      first = sharding.put_batch(
+          next(iter(pipeline.create_train_dataset(config))),
+          sharding.batch_sharding(mesh))
+      state = state.replace(params=jax.jit(functools.partial(
+          init_codebook_from_data, model=model))(
+              state.params, first, jax.random.fold_in(init_rng, 1)))
     if from_stage_one:  # One step count for both stages.
       state = state.replace(step=latest)
     state = jax.device_put(state, state_sharding)
@@ -272,6 +302,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)
 
+  codec = evaluation.Codec(model)
   guard = checkpointing.PreemptionGuard(manager)
   progress = metric_writers.Progress(config.num_train_steps)
   history: list[tuple[int, dict]] = []
@@ -296,6 +327,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
                    summary['reconstruction'], summary['kl'],
                    summary['classification'], summary['label_accuracy'])
       history = []
+    if (config.eval_every_steps and step % config.eval_every_steps == 0
+        and not is_last):  # Learning curves of the held-out numbers.
+      curve = evaluation.evaluate(state.params, model, config, codec,
+                                  num_examples=config.eval.curve_examples)
+      writer.write(step, curve)
+      logging.info('Held-out at step %d (%d examples): %s', step,
+                   config.eval.curve_examples, _brief(curve))
     preempted = guard.should_stop(step)
     if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       _check_finite(jax.device_get(history), manager)
@@ -311,7 +349,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   manager.close()
   guard.close()
 
-  codec = evaluation.Codec(model)
   results = evaluation.evaluate(state.params, model, config, codec)
   if is_chief:
     if int(state.step) > start_step:  # Not again for an already-finished run.
@@ -324,9 +361,21 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
     else:
       logging.info('Stage one (%s) done at step %d; held-out: %s',
                    two_step.variant(config), int(state.step),
-                   ', '.join(f'{k} {v:.4f}' for k, v in results.items()))
+                   _brief(results))
   writer.close()
   return results
+
+
+def _brief(results: dict) -> str:
+  """The held-out numbers that matter most, on one line."""
+  keys = ('eval_reconstruction_mse', 'eval_reconstruction_mse_sample',
+          'eval_posterior_entropy')
+  parts = [f'{k[5:]} {results[k]:.4f}' for k in keys if k in results]
+  for k, v in results.items():
+    if k.endswith(('oracle_swap_mse_plus', 'oracle_swap_mse_minus',
+                   'c_leakage', 'z_leakage')):
+      parts.append(f'{k[5:]} {v:.3f}')
+  return ', '.join(parts)
 
 
 def _summary(workdir: str, step: int, results: dict, preview: str,

@@ -219,6 +219,34 @@ def test_test_time_is_deterministic_and_uses_argmax(tiny_model):
                                 jnp.argmax(a['z_logits'], -1))
 
 
+def test_distance_scale_multiplies_the_eq4_logits(tiny_model):
+  """q(z = k) = softmax_k(-s ||z_e - e_k||): s scales every logit, so the
+  most likely code is the same and the entropy falls as s grows."""
+  config, model, params, x, labels = tiny_model
+  y = jax.nn.one_hot(labels, 2)
+  base = _apply(model, {'params': params}, x, labels, labels >= 0,
+                train=True, rngs={'sample': jax.random.key(7)})['z_logits']
+  entropies = []
+  for scale in (1.0, 4.0, 1e4):
+    config.model.distance_scale = scale
+    scaled = create_model(config.model, image_size=16, channels=3,
+                          feature_kinds=KINDS)
+    out = _apply(scaled, {'params': params}, x, labels, labels >= 0,
+                 train=True, rngs={'sample': jax.random.key(7)})
+    codes = _apply(scaled, {'params': params}, x, y,
+                   method='posterior_codes', rngs={'sample': jax.random.key(8)})
+    np.testing.assert_allclose(out['z_logits'], scale * base, rtol=1e-5)
+    entropies.append(float(codes['entropy'].mean()))
+    e = params['codebook']['embedding']
+    q = jax.nn.softmax(out['z_logits'], -1)
+    np.testing.assert_allclose(codes['expected'], q @ e, atol=1e-5)
+    if scale == 1e4:  # Practically deterministic: the sample is the mode.
+      np.testing.assert_allclose(codes['sample'], codes['most_likely'])
+  config.model.distance_scale = 1.0
+  assert entropies[0] > entropies[1] > entropies[2] >= 0.0
+  assert entropies[2] < 1e-3
+
+
 def test_variants_a_and_b_have_no_features_and_a_constant_kl():
   from cvqvae_jax import objectives  # pylint: disable=g-import-not-at-top
   x = jax.random.uniform(jax.random.key(5), (2, 16, 16, 3), minval=-1)
@@ -380,3 +408,37 @@ def test_gaussian_sampling_and_test_time_mean():
                     method='encode')
   assert index is None
   np.testing.assert_allclose(z, test_out['z_mean'], atol=1e-5)
+
+
+def test_data_codebook_init_puts_every_code_on_an_encoder_output(tiny_model):
+  """codebook_init='data': e_k are z_e of K distinct latent positions, so
+  the nearest codes of a batch are many, not the one N(0, 1) code closest to
+  the small initial z_e."""
+  from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
+  _, model, params, x, labels = tiny_model
+  batch = {'image': x, 'label': labels, 'labelled': labels >= 0}
+  new = jax.jit(functools.partial(train.init_codebook_from_data, model=model))(
+      params, batch, jax.random.key(3))
+  out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
+               rngs={'sample': jax.random.key(4)})  # y known: no sample
+  codes = np.asarray(new['codebook']['embedding'])
+  z_e = np.asarray(out['z_e']).reshape(-1, codes.shape[1])
+  assert codes.shape == (16, 4)
+  # Every code is one of the batch's z_e, and they are 16 different ones.
+  dist = np.linalg.norm(codes[:, None] - z_e[None], axis=-1)
+  np.testing.assert_allclose(dist.min(axis=1), 0.0, atol=1e-5)
+  assert len({int(i) for i in dist.argmin(axis=1)}) == 16
+  # Only the codebook changed.
+  for name in ('encoder', 'decoder', 'feature_net'):
+    jax.tree.map(np.testing.assert_array_equal, new[name], params[name])
+  nearest = np.linalg.norm(z_e[:, None] - codes[None], axis=-1).argmin(1)
+  old_nearest = np.linalg.norm(
+      z_e[:, None] - np.asarray(params['codebook']['embedding'])[None],
+      axis=-1).argmin(1)
+  assert len(set(nearest)) > len(set(old_nearest))
+  small = {k: v[:1] for k, v in batch.items()}  # 16 positions = K: enough
+  train.init_codebook_from_data(params, small, jax.random.key(3), model=model)
+  k17 = {**params, 'codebook': {'embedding': jnp.zeros((17, 4))}}
+  with pytest.raises(ValueError, match='needs batch_size'):
+    train.init_codebook_from_data(k17, small, jax.random.key(3),
+                                  model=model.clone(num_codes=17))

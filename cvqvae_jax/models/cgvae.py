@@ -49,6 +49,14 @@ class CGVAE(cvqvae.ConditionalVAE):
     mean, _ = self.posterior(x, y)
     return None, mean
 
+  def posterior_codes(self, x: jax.Array, y: jax.Array) -> dict[str, Any]:
+    """As CVQVAE.posterior_codes: the mean (most likely and expected z), a
+    sample ('sample' rng), and no per-position entropy."""
+    mean, log_var = self.posterior(x, y)
+    eps = jax.random.normal(self.make_rng('sample'), mean.shape, mean.dtype)
+    return {'most_likely': mean, 'expected': mean,
+            'sample': mean + jnp.exp(0.5 * log_var) * eps}
+
   def __call__(self, x: jax.Array, labels: jax.Array, labelled: jax.Array, *,
                train: bool, y_temperature: Any = 1.0,
                z_temperature: Any = 1.0) -> dict[str, Any]:

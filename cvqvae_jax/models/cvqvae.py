@@ -78,16 +78,17 @@ class FeatureNet(nn.Module):
     return logits, tuple(c)
 
 
-CODEBOOK_INITS = ('normal', 'uniform')
+CODEBOOK_INITS = ('normal', 'uniform', 'data')
 
 
 class Codebook(nn.Module):
   """The embedding space: K vectors e_k in R^D (paper 2.1, [18]).
 
   init_method: 'normal' draws e_k ~ N(0, init_scale^2 I) (torch.nn.Embedding's
-  default at scale 1), so that the distances of Eq. 4 differ by several units
-  from the start; 'uniform' is VQ-VAE's U(-1/K, 1/K), under which q(z|x,y)
-  starts out uniform.
+  default at scale 1); 'uniform' is VQ-VAE's U(-1/K, 1/K), under which
+  q(z|x,y) starts out uniform; 'data' starts as 'normal' here and is replaced
+  by encoder outputs of a training batch before the first step
+  (train.init_codebook_from_data).
   """
   num_codes: int
   code_dim: int
@@ -264,6 +265,24 @@ class CVQVAE(ConditionalVAE):
     z_logits = self.codebook.logits(self.encoder(x, y))
     z_index = jnp.argmax(z_logits, axis=-1)
     return z_index, self.codebook.lookup(z_index)
+
+  def posterior_codes(self, x: jax.Array, y: jax.Array) -> dict[str, Any]:
+    """q(z|x, y) seen three ways, for diagnostics: the most likely code, a
+    sample ('sample' rng) and the expected code sum_k q_k e_k, each
+    (B, N, N, D), and the entropy of q at each position (B, N, N), nats."""
+    z_logits = self.distance_scale * self.codebook.logits(self.encoder(x, y))
+    if self.posterior == 'argmin':  # One-hot on the nearest code.
+      z_logits = jnp.where(jax.nn.one_hot(jnp.argmax(z_logits, -1),
+                                          self.num_codes) > 0, 0.0, -jnp.inf)
+    log_q = jax.nn.log_softmax(z_logits, axis=-1)
+    q = jnp.exp(log_q)
+    sample = jnp.argmax(z_logits + objectives.gumbel_noise(
+        self.make_rng('sample'), z_logits.shape, z_logits.dtype), axis=-1)
+    return {'most_likely': self.codebook.lookup(jnp.argmax(z_logits, -1)),
+            'sample': self.codebook.lookup(sample),
+            'expected': self.codebook(q),
+            'entropy': jnp.maximum(  # >= 0 also after round-off
+                -jnp.sum(q * jnp.where(q > 0, log_q, 0.0), axis=-1), 0.0)}
 
   def __call__(self, x: jax.Array, labels: jax.Array, labelled: jax.Array, *,
                train: bool, y_temperature: Any = 1.0,
