@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   # stages run from one command in one workdir (docs/model.md).
   config.stage_one = ml_collections.ConfigDict()
   config.stage_one.model = 'cgvae'      # '' trains model.name in one stage
-  config.stage_one.share = 0.4          # part of num_train_steps for stage one
+  config.stage_one.share = 0.3          # part of num_train_steps for stage one
   config.freeze_steps = 300             # not given by the paper
   # Instead of a stage one of its own: the workdir of one trained elsewhere.
   config.init_from = ''
@@ -84,15 +84,16 @@ def get_config() -> ml_collections.ConfigDict:
   # straight-through, paper 2.3) or 'gumbel' (through the soft weights).
   model.straight_through = 'copy'
   # Codebook init (docs/model.md): 'normal' N(0, s^2 I), VQ-VAE's 'uniform'
-  # (+-1/K), or 'auto': uniform for the argmin posterior (A), normal for Eq. 4.
+  # (+-1/K), 'data' (the encoder's outputs on the first batch), or 'auto':
+  # uniform for the argmin posterior (A), data for Eq. 4.
   model.codebook_init = 'auto'
   model.codebook_init_scale = 1.0       # std of the 'normal' init
   # Codes the codebook/commitment terms use: 'sample' (z_q, paper 2.3) or
   # 'nearest' (VQ-VAE's argmin, [18]).
   model.vq_target = 'nearest'
-  # s in q(z_ij = k | x, y) = softmax_k(-s ||z_e,ij - e_k||) (Eq. 4 has s = 1;
-  # docs/model.md).
-  model.distance_scale = 1.0
+  # s in q(z_ij = k | x, y) = softmax_k(-s ||z_e,ij - e_k||): 1 / temperature
+  # of Eq. 4 (the paper writes s = 1; docs/model.md says why 64).
+  model.distance_scale = 64.0
   # S_z of the Gaussian-latent variants (paper 2.4): CGVAE (D) a small 100,
   # CGVAE2 (F) 1024 = N_z * N_z * D, the size of CVQVAE's z_q.
   model.latent_size = ml_collections.ConfigDict({'cgvae': 100,

@@ -121,15 +121,15 @@ def test_normal_codebook_init_has_the_configured_scale():
                                              jnp.zeros((1, 4)))
 
 
-def test_auto_codebook_init_is_vq_vae_s_for_argmin_and_normal_for_eq4():
+def test_auto_codebook_init_is_vq_vae_s_for_argmin_and_data_for_eq4():
   chosen = {}
   for name in ('vq_argmin', 'vq_entropy', 'cvqvae'):
     config = tiny_config(**{'model.name': name})
     assert config.model.codebook_init == 'auto'
     chosen[name] = create_model(config.model, image_size=16, channels=3,
                                 feature_kinds=KINDS).codebook_init
-  assert chosen == {'vq_argmin': 'uniform', 'vq_entropy': 'normal',
-                    'cvqvae': 'normal'}
+  assert chosen == {'vq_argmin': 'uniform', 'vq_entropy': 'data',
+                    'cvqvae': 'data'}
   config = tiny_config(**{'model.name': 'vq_argmin',
                           'model.codebook_init': 'normal'})
   assert create_model(config.model, image_size=16, channels=3,
@@ -224,8 +224,9 @@ def test_distance_scale_multiplies_the_eq4_logits(tiny_model):
   most likely code is the same and the entropy falls as s grows."""
   config, model, params, x, labels = tiny_model
   y = jax.nn.one_hot(labels, 2)
-  base = _apply(model, {'params': params}, x, labels, labels >= 0,
-                train=True, rngs={'sample': jax.random.key(7)})['z_logits']
+  base = _apply(model.clone(distance_scale=1.0), {'params': params}, x,
+                labels, labels >= 0, train=True,
+                rngs={'sample': jax.random.key(7)})['z_logits']
   entropies = []
   for scale in (1.0, 4.0, 1e4):
     config.model.distance_scale = scale
@@ -242,9 +243,9 @@ def test_distance_scale_multiplies_the_eq4_logits(tiny_model):
     np.testing.assert_allclose(codes['expected'], q @ e, atol=1e-5)
     if scale == 1e4:  # Practically deterministic: the sample is the mode.
       np.testing.assert_allclose(codes['sample'], codes['most_likely'])
-  config.model.distance_scale = 1.0
+  config.model.distance_scale = model.distance_scale
   assert entropies[0] > entropies[1] > entropies[2] >= 0.0
-  assert entropies[2] < 1e-3
+  assert entropies[2] < 0.02  # nats of 2.77 possible (K = 16)
 
 
 def test_variants_a_and_b_have_no_features_and_a_constant_kl():

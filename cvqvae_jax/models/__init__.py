@@ -52,11 +52,11 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
   use_features, posterior = CATEGORICAL_VARIANTS[name]
   codebook_init = model_config.codebook_init
   if codebook_init == 'auto':
-    # VQ-VAE's own init for its argmin posterior: with N(0, 1) codes far
-    # from the small initial z_e, every position picks the same code and the
-    # codebook collapses (perplexity 1). Eq. 4 needs spread-out codes
-    # (docs/model.md, "Why the codebook init matters").
-    codebook_init = 'uniform' if posterior == 'argmin' else 'normal'
+    # VQ-VAE's own init for its argmin posterior; Eq. 4 starts its codes on
+    # the encoder's outputs. With N(0, 1) codes far from the small initial
+    # z_e, every position's nearest code is the same one and the codebook
+    # collapses (docs/model.md, "Why the codebook init matters").
+    codebook_init = 'uniform' if posterior == 'argmin' else 'data'
   return cvqvae.CVQVAE(
       **shared,
       use_features=use_features,
