@@ -62,6 +62,10 @@ def last_records(workdir) -> tuple[dict, dict]:
           [r for r in records if 'eval_reconstruction_mse' in r][-1])
 
 
+def _num(value) -> str:
+  return 'n/a' if value is None else f'{value:.3f}'
+
+
 def markdown(rows, labels) -> str:
   """One table per label: the paper's metrics and the oracle errors."""
   out = []
@@ -69,7 +73,7 @@ def markdown(rows, labels) -> str:
     out += [f'**{label}**', '',
             '| variant | model | train recon (sampled z) | train KL | recon MSE '
             '(most likely z) | BCA | SR(+) | SR(-) | CFD | oracle swap + / - '
-            '| identity + / - |', '|' + '---|' * 11]
+            '| identity + / - | c leakage | z leakage |', '|' + '---|' * 13]
     for letter, row in rows.items():
       m = row['labels'][label]
       oracle = ident = 'n/a'
@@ -82,7 +86,8 @@ def markdown(rows, labels) -> str:
           f'| {letter} | {row["model"]} | {row["train_reconstruction"]:.4f} | '
           f'{row["train_kl"]:.1f} | {row["reconstruction_mse"]:.4f} | '
           f'{m["bca"]:.3f} | {m["sr_plus"]:.3f} | {m["sr_minus"]:.3f} | '
-          f'{m["cfd"]:.3f} | {oracle} | {ident} |')
+          f'{m["cfd"]:.3f} | {oracle} | {ident} | {_num(m.get("c_leakage"))} '
+          f'| {_num(m.get("z_leakage"))} |')
     out.append('')
   return '\n'.join(out)
 

