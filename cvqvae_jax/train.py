@@ -380,7 +380,7 @@ def _brief(results: dict) -> str:
 
 def _summary(workdir: str, step: int, results: dict, preview: str,
              variant: str) -> str:
-  lines = [f'Trained {variant} to step {step}. Held-out results:']
+  lines = [f'Trained to step {step}: {variant}. Held-out results:']
   lines += [f'  {k}: {v:.4f}' for k, v in results.items()]
   lines += [f'Outputs in {workdir}:',
             '  checkpoints/       orbax checkpoints (resume: run again)',

@@ -61,11 +61,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
                                  not in STAGE_ONE_MODELS):
     raise ValueError(f'stage_one.model must be one of {STAGE_ONE_MODELS} '
                      f"(or '' for one stage), got {config.stage_one.model!r}.")
-  if (config.freeze_steps and not config.init_from
-      and config.model.name in STAGE_TWO_MODELS and not has_stage_one(config)):
-    raise ValueError(
-        'freeze_steps freezes the C_phi and tokens restored from a stage '
-        'one: set init_from to the stage-one workdir, or stage_one.model.')
+
   if config.init_from and (os.path.abspath(config.init_from)
                            == os.path.abspath(workdir)):
     raise ValueError('init_from names the workdir of this very run; it must '
@@ -95,7 +91,7 @@ def create_optimizer(config: ml_collections.ConfigDict
   """Adam; with freeze_steps, C_phi and the tokens get no update (and their
   Adam moments do not move) during the first freeze_steps steps."""
   adam = optax.adam(learning_rate_schedule(config))
-  if not config.freeze_steps:
+  if not (config.freeze_steps and is_stage_two(config)):
     return adam
   frozen_first = optax.transforms.conditionally_mask(
       optax.adam(learning_rate_schedule(config)),
@@ -163,6 +159,13 @@ def has_stage_one(config: ml_collections.ConfigDict) -> bool:
   return (bool(config.stage_one.model) and not config.init_from
           and config.model.name in STAGE_TWO_MODELS
           and stage_one_steps(config) > 0)
+
+
+def is_stage_two(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config`'s model starts from a stage one (its own or
+  init_from's), so that freeze_steps applies; in a one-stage run
+  (A, B, C, D) it is ignored."""
+  return bool(config.init_from) or has_stage_one(config)
 
 
 def stage_one_steps(config: ml_collections.ConfigDict) -> int:

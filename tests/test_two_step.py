@@ -52,7 +52,7 @@ def test_optimizer_freezes_only_the_transferred_params():
 
 
 def test_without_freeze_steps_the_optimizer_is_plain_adam():
-  config = tiny_config(init_from='stage_one')
+  config = tiny_config(init_from='stage_one', freeze_steps=0)
   params = {'feature_net': {'w': jnp.ones(2)}}
   state = two_step.create_optimizer(config).init(params)
   assert jax.tree.structure(state) == jax.tree.structure(
@@ -60,7 +60,6 @@ def test_without_freeze_steps_the_optimizer_is_plain_adam():
 
 
 @pytest.mark.parametrize('overrides,message', [
-    ({'freeze_steps': 5, 'stage_one.model': ''}, 'set init_from'),
     ({'freeze_steps': -1, 'init_from': 'x'}, 'freeze_steps must be >= 0'),
 ])
 def test_two_step_settings_that_cannot_work_are_errors(overrides, message,
@@ -202,7 +201,7 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
   workdir = tmp_path / 'e'
   args = [sys.executable, '-m', 'cvqvae_jax.main',
           '--config=configs/default.py', f'--workdir={workdir}', *TINY_FLAGS,
-          '--config.num_train_steps=400', '--config.stage_one.share=0.01',
+          '--config.num_train_steps=60', '--config.stage_one.share=0.05',
           '--config.freeze_steps=2', '--config.checkpoint_every_steps=2',
           '--config.max_checkpoints_to_keep=3']
   proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
@@ -218,14 +217,14 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
                if l.strip()]
   proc.send_signal(signal.SIGKILL)
   _, err = proc.communicate(timeout=60)
-  assert 'Training E (CVQVAE, two-step): stage one (D (CGVAE)) for steps 1-4'\
+  assert 'Training E (CVQVAE, two-step): stage one (D (CGVAE)) for steps 1-3'\
       in err, err[-3000:]
   assert 'Two-step training: restored from' in err
   saved = sorted(int(s) for s in os.listdir(workdir / 'checkpoints')
                  if s.isdigit())  # Not a save cut short by the kill.
-  assert saved and 4 < saved[-1] < 400, saved
+  assert saved and 3 < saved[-1] < 60, saved
   stage_one_records = [l for l in metrics.read_text().split('\n')
-                       if l.strip() and json.loads(l)['step'] <= 4]
+                       if l.strip() and json.loads(l)['step'] <= 3]
 
   done = subprocess.run(args, cwd=ROOT, env=subprocess_env(),
                         capture_output=True, text=True, timeout=600,
@@ -234,26 +233,41 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
   assert f'Resumed from {workdir}/checkpoints at step {saved[-1]}' in \
       done.stderr
   assert 'Two-step training: restored' not in done.stderr
-  assert 'Trained E (CVQVAE, two-step) to step 400' in done.stdout
+  assert 'Trained to step 60: E (CVQVAE, two-step).' in done.stdout
   records = [json.loads(l) for l in metrics.read_text().split('\n')
              if l.strip()]
   # Stage one's records are untouched; every step is logged once.
   assert [l for l in metrics.read_text().split('\n')
-          if l.strip() and json.loads(l)['step'] <= 4] == stage_one_records
+          if l.strip() and json.loads(l)['step'] <= 3] == stage_one_records
   train_steps = [r['step'] for r in records if 'loss' in r]
-  assert train_steps == list(range(1, 401))
+  assert train_steps == list(range(1, 61))
   # Stage one logs the Gaussian KL and no code usage; stage two its codes.
   assert all('code_perplexity' not in r for r in records
-             if 'loss' in r and r['step'] <= 4)
+             if 'loss' in r and r['step'] <= 3)
   assert all('code_perplexity' in r for r in records
-             if 'loss' in r and r['step'] > 4)
+             if 'loss' in r and r['step'] > 3)
   with open(workdir / 'config.json') as f:
     assert json.load(f)['model']['name'] == 'cvqvae'
   with open(workdir / two_step.INIT_RECORD) as f:
     record = json.load(f)
   assert record['stage_one_model'] == 'cgvae'
-  assert record['checkpoint'].endswith('checkpoints/4')
+  assert record['checkpoint'].endswith('checkpoints/3')
 
+
+
+@pytest.mark.parametrize('overrides', [
+    {'stage_one.model': ''},                        # C
+    {'model.name': 'vq_argmin'}, {'model.name': 'cgvae'}])  # A, D
+def test_freeze_steps_applies_to_a_stage_two_only(overrides):
+  """The default freeze_steps (300) freezes nothing in a one-stage run."""
+  config = tiny_config(**overrides)
+  assert config.freeze_steps == 300 and not two_step.is_stage_two(config)
+  params = {'feature_net': {'w': jnp.ones(2)}, 'decoder': {'w': jnp.ones(2)}}
+  tx = two_step.create_optimizer(config)
+  updates, _ = tx.update({'feature_net': {'w': jnp.ones(2)},
+                          'decoder': {'w': jnp.ones(2)}}, tx.init(params))
+  assert float(jnp.abs(updates['feature_net']['w']).min()) > 0.0
+  assert two_step.is_stage_two(tiny_config())  # E: its own stage one
 
 
 def test_stage_one_settings_and_variant_names():
