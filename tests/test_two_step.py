@@ -204,8 +204,10 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
           '--config.num_train_steps=60', '--config.stage_one.share=0.05',
           '--config.freeze_steps=2', '--config.checkpoint_every_steps=2',
           '--config.max_checkpoints_to_keep=3']
-  proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True,
+  # Files, not pipes: nobody reads a pipe while the run goes, and a full one
+  # (orbax logs every save) would block the child.
+  log = open(tmp_path / 'first.log', 'w+')  # pylint: disable=consider-using-with
+  proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=log, text=True,
                           env=subprocess_env())
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 300
@@ -216,7 +218,9 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
       steps = [json.loads(l)['step'] for l in metrics.read_text().split('\n')
                if l.strip()]
   proc.send_signal(signal.SIGKILL)
-  _, err = proc.communicate(timeout=60)
+  proc.wait(timeout=60)
+  log.close()
+  err = (tmp_path / 'first.log').read_text()
   assert 'Training E (CVQVAE, two-step): stage one (D (CGVAE)) for steps 1-3'\
       in err, err[-3000:]
   assert 'Two-step training: restored from' in err
