@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.freeze_steps = 300             # not given by the paper
   # Instead of a stage one of its own: the workdir of one trained elsewhere.
   config.init_from = ''
-  # Device mesh (DESIGN 10): axis sizes (-1 = all remaining devices) and names.
+  # Device mesh (README.md, "Scale"): axis sizes (-1 = all remaining devices) and names.
   # The batch is split over every axis; the state is replicated.
   config.mesh_shape = (-1,)
   config.mesh_axes = ('data',)
@@ -83,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
       {'glasses': 'presence', 'smile': 'both', 'beard': 'presence',
        'makeup': 'presence'})
   model.default_feature_combination = 'presence'
-  # Gradient path through the z sample (DESIGN 3): 'copy' (VQ-VAE
+  # Gradient path through the z sample (docs/model.md): 'copy' (VQ-VAE
   # straight-through, paper 2.3) or 'gumbel' (through the soft weights).
   model.straight_through = 'copy'
   # Codebook init (docs/model.md): 'normal' N(0, s^2 I), VQ-VAE's 'uniform'
@@ -106,7 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
   objective.beta = 1e-4                 # KL weight (paper 3)
   objective.alpha = 1.0                 # classification weight (paper 2.3)
   objective.commitment = 0.25           # commitment weight (paper 2.3, [18])
-  # Gumbel-softmax temperatures (not given by the paper; docs/objective.md):
+  # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0
   objective.y_temperature_end = 0.5

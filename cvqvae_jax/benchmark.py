@@ -1,6 +1,6 @@
 """Speed of the train step: python -m cvqvae_jax.benchmark --config=...
 
-Prints one JSON line (DESIGN.md section 9): img_per_s, step_ms_median,
+Prints one JSON line (docs/results.md, "Speed"): img_per_s, step_ms_median,
 gflop_per_step (XLA's count for the compiled step), achieved_gflops,
 matmul_peak_gflops (a large float32 matmul measured in the same run),
 utilization (achieved / peak), compile_s, peak_rss_mb, devices, platform.

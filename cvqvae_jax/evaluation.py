@@ -2,7 +2,7 @@
 
 evaluate(): the quick numbers after training (accuracy of argmax q(y|x) per
 label, reconstruction error and, on the procedural benchmark, the exact swap
-error against the ideally rendered swap, DESIGN.md section 7).
+error against the ideally rendered swap, docs/procedural.md).
 paper_evaluation(): the paper's metrics (section 3) for --mode=evaluate:
 BCA, SR(+), SR(-), CFD, FID with an independent classifier, plus the oracle
 errors; see docs/evaluation.md.
@@ -217,7 +217,7 @@ def evaluate(params, model, config, codec: Codec | None = None,
 
 def _label_metrics(codec, params, data, l, name, config, classifier,
                    fid_net, real_fid_stats, real_clf_stats, model_pred):
-  """The paper's numbers for one label (DESIGN 9, eval/results.json)."""
+  """The paper's numbers for one label (eval/results.json, docs/evaluation.md)."""
   y = data['label'][:, l]
   row = {'bca': float(metrics.balanced_accuracy(y, model_pred[:, l])),
          'accuracy': float(np.mean(model_pred[:, l] == y)),

@@ -161,8 +161,8 @@ def probe_scores(x, targets: Mapping[str, Target], seed: int = 0
   Each target is fit on the masked examples of a seeded half (``halves``)
   and scored on the masked examples of the other half; (n, k) targets
   report the mean of their k R^2. None where there are too few examples
-  or the target is constant. Fits that share a mask share one kernel
-  eigendecomposition.
+  or the target is constant. Fits that share a mask share one set of
+  features and ridge solves.
   """
   x = np.asarray(x, np.float64).reshape(len(x), -1)
   fit_half = halves(len(x), seed)

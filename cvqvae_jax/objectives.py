@@ -5,7 +5,7 @@
         + alpha * CE(q(y | x), y_true)                 (labelled examples only)
         + ||sg[z_e] - z_q||^2 + 0.25 ||z_e - sg[z_q]||^2
 
-Reductions follow the authors' JDVAE code (DESIGN.md section 3): the squared
+Reductions follow the authors' JDVAE code (docs/model.md, "Objective"): the squared
 error is averaged over every pixel and channel, the KL is summed over latent
 positions and averaged over the batch, the classification term is averaged over
 the labelled examples, and the codebook/commitment terms are element means.

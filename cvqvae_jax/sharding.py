@@ -1,4 +1,4 @@
-"""Device mesh and shardings (DESIGN.md section 10).
+"""Device mesh and shardings (README.md, "Scale").
 
 The step is `jax.jit` over a `jax.make_mesh` mesh: the batch is split over all
 mesh axes (data parallel) and the train state is replicated, so scaling from

@@ -188,7 +188,7 @@ def stage_one_config(config: ml_collections.ConfigDict
 def variant(config: ml_collections.ConfigDict) -> str:
   """The paper's letter (Table 1) and name of what `config` trains."""
   name = config.model.name
-  two = has_stage_one(config) or bool(config.init_from)
+  two = is_stage_two(config)
   if name == 'cvqvae':
     return 'E (CVQVAE, two-step)' if two else 'C (CVQVAE, one stage)'
   if name == 'cgvae2':

@@ -1,4 +1,4 @@
-"""The benchmark's JSON record (DESIGN.md section 9)."""
+"""The benchmark's JSON record (docs/results.md, "Speed")."""
 
 import numpy as np
 

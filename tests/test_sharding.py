@@ -1,5 +1,5 @@
 """The train step on a mesh of 8 simulated CPU devices equals the
-single-device step, and the whole loop runs there (DESIGN.md section 10)."""
+single-device step, and the whole loop runs there (README.md, "Scale")."""
 
 import json
 import subprocess

@@ -1,5 +1,5 @@
 """Label policies: how the paper turns each dataset's annotations into binary
-labels y (paper 3; DESIGN.md section 6), with counts of what each rule kept
+labels y (paper 3; docs/data.md), with counts of what each rule kept
 and dropped. Pure numpy on parsed tables; no file access.
 
 Every policy returns a `LabelTable` over the rows it was given: which rows to

@@ -228,7 +228,7 @@ def chexpert_folder(data_dir: str, labels: Sequence[str],
 # ---- users' own data ------------------------------------------------------
 
 def csv_folder(data_dir: str, labels: Sequence[str]) -> Release:
-  """DATA_DIR/labels.csv (DESIGN section 6): path, label columns, split."""
+  """DATA_DIR/labels.csv (docs/data.md): path, label columns, split."""
   data_dir = check_data_dir('CSV dataset', data_dir, CSV_LAYOUT,
                             'your own images')
   path = os.path.join(data_dir, 'labels.csv')

@@ -4,7 +4,7 @@
 Each is a random-access grain source of dicts: 'image' float32 (S, S, C) in
 [-1, 1], 'label' int32 (L,), 'known' bool (L,) and 'index' int, over one
 split. The split is seeded 80/20 of the examples the label policy kept
-(DESIGN section 6), or the release's own partition (data.split='release'),
+(docs/data.md), or the release's own partition (data.split='release'),
 or the users' CSV `split` column when it has one.
 """
 

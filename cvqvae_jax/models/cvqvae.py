@@ -6,6 +6,7 @@ relaxed) for L labels; z_e and z_q are (B, N_z, N_z, D).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -86,8 +87,8 @@ class Codebook(nn.Module):
 
   init_method: 'normal' draws e_k ~ N(0, init_scale^2 I) (torch.nn.Embedding's
   default at scale 1); 'uniform' is VQ-VAE's U(-1/K, 1/K), under which
-  q(z|x,y) starts out uniform; 'data' starts as 'normal' here and is replaced
-  by encoder outputs of a training batch before the first step
+  q(z|x,y) starts out uniform; 'data' starts as 'uniform' here and is
+  replaced by encoder outputs of a training batch before the first step
   (train.init_codebook_from_data).
   """
   num_codes: int
@@ -262,27 +263,35 @@ class CVQVAE(ConditionalVAE):
 
   def encode(self, x: jax.Array, y: jax.Array):
     """Most likely codes at test time: (z_index (B, N, N), z_q)."""
-    z_logits = self.codebook.logits(self.encoder(x, y))
+    z_logits = self.posterior_logits(self.encoder(x, y))
     z_index = jnp.argmax(z_logits, axis=-1)
     return z_index, self.codebook.lookup(z_index)
+
+  def posterior_logits(self, z_e: jax.Array) -> jax.Array:
+    """Logits of q(z|x, y): Eq. 4's -s ||z_e - e_k|| (..., K)."""
+    return self.distance_scale * self.codebook.logits(z_e)
+
+  def _one_hot_logits(self, index: jax.Array) -> jax.Array:
+    """VQ-VAE's one-hot posterior as logits (0 at index, -inf elsewhere):
+    its KL to Uniform(K) is the constant log K, with no gradient."""
+    return jnp.where(jax.nn.one_hot(index, self.num_codes) > 0, 0.0, -jnp.inf)
 
   def posterior_codes(self, x: jax.Array, y: jax.Array) -> dict[str, Any]:
     """q(z|x, y) seen three ways, for diagnostics: the most likely code, a
     sample ('sample' rng) and the expected code sum_k q_k e_k, each
     (B, N, N, D), and the entropy of q at each position (B, N, N), nats."""
-    z_logits = self.distance_scale * self.codebook.logits(self.encoder(x, y))
-    if self.posterior == 'argmin':  # One-hot on the nearest code.
-      z_logits = jnp.where(jax.nn.one_hot(jnp.argmax(z_logits, -1),
-                                          self.num_codes) > 0, 0.0, -jnp.inf)
-    log_q = jax.nn.log_softmax(z_logits, axis=-1)
-    q = jnp.exp(log_q)
+    z_logits = self.posterior_logits(self.encoder(x, y))
+    most_likely = jnp.argmax(z_logits, -1)
+    if self.posterior == 'argmin':
+      z_logits = self._one_hot_logits(most_likely)
     sample = jnp.argmax(z_logits + objectives.gumbel_noise(
         self.make_rng('sample'), z_logits.shape, z_logits.dtype), axis=-1)
-    return {'most_likely': self.codebook.lookup(jnp.argmax(z_logits, -1)),
+    entropy = math.log(self.num_codes) - objectives.categorical_kl_to_uniform(
+        z_logits)
+    return {'most_likely': self.codebook.lookup(most_likely),
             'sample': self.codebook.lookup(sample),
-            'expected': self.codebook(q),
-            'entropy': jnp.maximum(  # >= 0 also after round-off
-                -jnp.sum(q * jnp.where(q > 0, log_q, 0.0), axis=-1), 0.0)}
+            'expected': self.codebook(jax.nn.softmax(z_logits, -1)),
+            'entropy': jnp.maximum(entropy, 0.0)}  # >= 0 after round-off
 
   def __call__(self, x: jax.Array, labels: jax.Array, labelled: jax.Array, *,
                train: bool, y_temperature: Any = 1.0,
@@ -294,7 +303,7 @@ class CVQVAE(ConditionalVAE):
                                               y_temperature)
 
     z_e = self.encoder(x, y)
-    z_logits = self.distance_scale * self.codebook.logits(z_e)
+    z_logits = self.posterior_logits(z_e)
     if self.posterior == 'argmin' or not train:
       noisy = z_logits
     else:
@@ -309,11 +318,8 @@ class CVQVAE(ConditionalVAE):
     else:  # VQ-VAE's copy: forward e[index], gradient of z_q goes to z_e.
       z_q = objectives.straight_through(z_code, z_e)
 
-    if self.posterior == 'argmin':
-      # VQ-VAE's posterior is one-hot: its KL to Uniform(K) is the constant
-      # log K per position, with no gradient (variant A).
-      z_logits = jnp.where(jax.nn.one_hot(z_index, self.num_codes) > 0, 0.0,
-                           -jnp.inf)
+    if self.posterior == 'argmin':  # Variant A.
+      z_logits = self._one_hot_logits(z_index)
     if self.vq_target == 'nearest':
       z_code = self.codebook.lookup(jnp.argmax(z_logits, axis=-1))
     x_hat = self.decode(z_q, y, c)
