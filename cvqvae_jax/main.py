@@ -30,10 +30,10 @@ DISTRIBUTED_ENV = 'CVQVAE_DISTRIBUTED'  # '1': as --distributed (sbatch files)
 flags.DEFINE_bool(
     'distributed', os.environ.get(DISTRIBUTED_ENV, '') not in ('', '0'),
     'Call jax.distributed.initialize() before anything else: one process '
-    'per host or per accelerator (docs/cluster.md). Without the three flags '
-    'below, JAX reads them from the cluster (SLURM, Open MPI, TPU VMs) or '
-    f'from JAX_COORDINATOR_ADDRESS. Default: ${DISTRIBUTED_ENV}=1 switches '
-    'it on.')
+    'per host or per accelerator (docs/cluster.md). Without '
+    '--coordinator_address, --num_processes and --process_id, JAX reads them '
+    'from the cluster (SLURM, Open MPI, TPU VMs) or from '
+    f'JAX_COORDINATOR_ADDRESS. Default: ${DISTRIBUTED_ENV}=1 switches it on.')
 flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0 (implies --distributed).')
 flags.DEFINE_integer('num_processes', None, 'Number of processes '
