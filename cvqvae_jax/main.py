@@ -49,9 +49,13 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if FLAGS.distributed or FLAGS.coordinator_address:
     # Before any other JAX call (jax.devices() below creates the backends).
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes,
-                               process_id=FLAGS.process_id)
+    try:
+      jax.distributed.initialize(
+          coordinator_address=FLAGS.coordinator_address,
+          num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+    except (ValueError, TypeError) as e:  # Not in a cluster, flags missing.
+      print(f'error: --distributed: {e} (docs/cluster.md)', file=sys.stderr)
+      sys.exit(1)
     if jax.process_index() > 0:  # Progress lines from process 0 only.
       logging.set_verbosity(logging.WARNING)
   logging.info('JAX process %d / %d, devices: %s', jax.process_index(),

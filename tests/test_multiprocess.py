@@ -212,3 +212,15 @@ def test_profile_steps_writes_a_trace_of_those_steps(tmp_path):
 def test_profile_steps_must_be_an_ordered_pair(steps):
   with pytest.raises(ValueError, match='config.profile_steps'):
     profiling.parse_steps(steps)
+
+
+def test_distributed_outside_a_cluster_is_a_one_line_error(tmp_path):
+  env = {k: v for k, v in subprocess_env(JAX_PLATFORMS='cpu').items()
+         if not k.startswith(('SLURM_', 'OMPI_', 'JAX_COORDINATOR'))}
+  proc = subprocess.run(
+      [sys.executable, '-m', 'cvqvae_jax.main', '--config=configs/default.py',
+       f'--workdir={tmp_path}', '--distributed'], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert 'error: --distributed: coordinator_address' in proc.stderr
+  assert 'Traceback' not in proc.stderr
