@@ -19,6 +19,7 @@ import pytest
 
 from conftest import FAST_COMPILE_FLAG, ROOT, subprocess_env, tiny_config
 from cvqvae_jax import checkpointing
+from cvqvae_jax import classifier
 from cvqvae_jax import profiling
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
@@ -172,6 +173,9 @@ def test_offline_modes_refuse_several_processes(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=f'--mode={mode} runs in one '
                        'process.*without --distributed'):
       train.run_offline(mode, tiny_config(), str(tmp_path))
+  with pytest.raises(ValueError, match='classifiers are trained and cached '
+                     'by one process'):
+    classifier.load_or_train(tiny_config(), str(tmp_path))
 
 
 def test_sigterm_handler_only_for_one_process(monkeypatch, tmp_path):
