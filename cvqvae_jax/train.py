@@ -28,6 +28,7 @@ from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
 from cvqvae_jax import previews
+from cvqvae_jax import profiling
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
@@ -368,12 +369,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
 
   codec = evaluation.Codec(model)
   guard = checkpointing.PreemptionGuard(manager)
+  trace = profiling.StepTrace(workdir, config.get('profile_steps', (0, 0)),
+                              enabled=is_chief)
   progress = metric_writers.Progress(config.num_train_steps)
   history: list[tuple[int, dict]] = []
   last_rate = 0.0
   for step in range(start_step + 1, config.num_train_steps + 1):
+    trace.before(step)
     batch = sharding.put_batch(next(train_iter), setup.batch_sharding)
     state, metrics = p_train_step(state, batch, step_rng)
+    trace.after(step, metrics)
     history.append((step, metrics))
     if step == start_step + 1:
       progress.start(step)  # Rates exclude compilation.
@@ -393,7 +398,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       history = []
     if (config.eval_every_steps and step % config.eval_every_steps == 0
         and not is_last):  # Learning curves of the held-out numbers.
-      curve = evaluation.evaluate(state.params, model, config, codec,
+      curve = evaluation.evaluate(_local(state.params), model, config, codec,
                                   num_examples=config.eval.curve_examples)
       writer.write(step, curve)
       logging.info('Held-out at step %d (%d examples): %s', step,
@@ -405,21 +410,28 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
     if preempted:
       manager.wait_until_finished()
       guard.close()
+      trace.close()
       writer.close()
-      print(f'Preempted: saved step {step} in {manager.directory}; run the '
-            'same command again to continue.', flush=True)
+      if is_chief:
+        print(f'Preempted: saved step {step} in {manager.directory}; run '
+              'the same command again to continue.', flush=True)
       return None
   manager.wait_until_finished()
   manager.close()
   guard.close()
+  trace.close()
 
-  results = evaluation.evaluate(state.params, model, config, codec)
+  # Every process computes the same numbers on the whole test split (a
+  # deterministic evaluation on its own copy of the parameters); process 0
+  # writes them.
+  results = evaluation.evaluate(_local(state.params), model, config, codec)
   if is_chief:
     if int(state.step) > start_step:  # Not again for an already-finished run.
       writer.write(int(state.step), {**results,
                                      'steps_per_second': last_rate})
     if final:
-      preview = previews.write_preview(workdir, codec, state.params, config)
+      preview = previews.write_preview(workdir, codec, _local(state.params),
+                                       config)
       print(_summary(workdir, int(state.step), results, preview,
                      two_step.variant(config)), flush=True)
     else:
@@ -428,6 +440,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
                    _brief(results))
   writer.close()
   return results
+
+
+def _local(tree):
+  """This process's copy of replicated global arrays, so that evaluation
+  (jit on host batches) runs on one local device when there are several
+  processes; with one process, `tree` itself."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
 
 def _brief(results: dict) -> str:
@@ -458,6 +479,12 @@ def _summary(workdir: str, step: int, results: dict, preview: str,
 def run_offline(mode: str, config: ml_collections.ConfigDict,
                 workdir: str) -> dict[str, Any]:
   """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
+  if jax.process_count() > 1:
+    raise ValueError(
+        f'--mode={mode} runs in one process (it reads the whole test split '
+        'and trains and caches the classifiers in WORKDIR/classifier/): '
+        f'start it without --distributed; {jax.process_count()} processes '
+        'were started.')
   workdir = os.path.abspath(workdir)
   setup = build(config)
   model = setup.model
