@@ -30,6 +30,7 @@ from cvqvae_jax import previews
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
+from cvqvae_jax import models as models_lib
 from cvqvae_jax.models import create_model as _create_model
 
 LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
@@ -56,8 +57,17 @@ def create_model(config: ml_collections.ConfigDict, image_shape):
 
 
 def model_description(config, image_shape) -> dict[str, Any]:
-  """What must match for a checkpoint to be resumed with this config."""
-  return {'model': config.model.to_dict(), 'image_shape': list(image_shape),
+  """What must match for a checkpoint to be resumed with this config.
+
+  Of the baselines' S_z, only the trained model's: checkpoints written
+  before the baselines existed stay readable.
+  """
+  model = config.model.to_dict()
+  if 'latent_size' in model:
+    model['latent_size'] = {
+        k: v for k, v in model['latent_size'].items()
+        if k not in models_lib.BASELINES or k == config.model.name}
+  return {'model': model, 'image_shape': list(image_shape),
           'labels': list(config.data.labels)}
 
 
