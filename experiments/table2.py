@@ -255,9 +255,9 @@ def main(argv):
     with open(results_path(workdir)) as f:
       rows[f'{name} (extra row)'] = (json.load(f), {})
   labels = list(next(iter(rows.values()))[0]['labels'])
-  note = (f'Config {_CONFIG.value}, '
-          f'{steps if steps is not None else "the config's"} steps per '
-          'model' + (f', overrides {_OVERRIDES.value}' if _OVERRIDES.value
+  count = steps if steps is not None else "the config's"
+  note = (f'Config {_CONFIG.value}, {count} steps per model'
+          + (f', overrides {_OVERRIDES.value}' if _OVERRIDES.value
                      else '') + '.')
   table = markdown(rows, labels, note)
   with open(os.path.join(root, 'table2.md'), 'w') as f:
