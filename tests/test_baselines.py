@@ -196,9 +196,9 @@ def test_swap_changes_the_label_the_classifier_sees(trained_baselines, name):
   assert float(p1(minus).mean()) < float(p1(x[i1]).mean()) - 0.2, name
 
 
-def test_ccvae_evaluate_and_figures_modes(tmp_path):
-  """The CLI's train, evaluate and figures paths for a baseline: every
-  results.json key of CVQVAE, c leakage included."""
+def test_ccvae_evaluate_mode(tmp_path):
+  """The CLI's train and evaluate paths for a baseline: every results.json
+  key of CVQVAE, c leakage included."""
   config = tiny_config(**{'model.name': 'ccvae', 'num_train_steps': 2})
   workdir = str(tmp_path / 'ccvae')
   assert train.train_and_evaluate(config, workdir)
@@ -211,8 +211,6 @@ def test_ccvae_evaluate_and_figures_modes(tmp_path):
     assert 'c_leakage' in row
   with open(os.path.join(workdir, 'eval', 'results.json')) as f:
     assert json.load(f)['model'] == 'ccvae'
-  paths = train.run_offline('figures', config, workdir)
-  assert os.path.getsize(paths['swaps_glasses']) > 1000
 
 
 def test_unknown_baseline_size_is_a_clear_error():
