@@ -37,6 +37,8 @@ import time
 from absl import app
 from absl import flags
 
+from cvqvae_jax import two_step
+
 _CONFIG = flags.DEFINE_string('config', 'configs/default.py',
                               'Config file, as for cvqvae_jax.main.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Holds one workdir per model.',
@@ -148,10 +150,13 @@ def run_model(name: str, root: str, steps: int | None, times: dict) -> dict:
   args += [f'--config.{o}' for o in _OVERRIDES.value]
   done = evaluated_at(workdir)
   if done is None or (steps is not None and done != steps):
-    print(f'[{time.strftime("%H:%M:%S")}] {name}: training '
-          f'(log: {workdir}/train.log)', flush=True)
-    times['train_seconds'] = round(
-        _run(args + ['--mode=train'], os.path.join(workdir, 'train.log')), 1)
+    if steps is not None and two_step.finished(workdir, steps):
+      print(f'{name}: trained to step {steps} already.', flush=True)
+    else:
+      print(f'[{time.strftime("%H:%M:%S")}] {name}: training '
+            f'(log: {workdir}/train.log)', flush=True)
+      times['train_seconds'] = round(_run(
+          args + ['--mode=train'], os.path.join(workdir, 'train.log')), 1)
     _share_classifier(root, workdir)
     print(f'[{time.strftime("%H:%M:%S")}] {name}: evaluating '
           f'(log: {workdir}/evaluate.log)', flush=True)
