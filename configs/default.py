@@ -72,7 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = model = ml_collections.ConfigDict()
   # Paper 2.4 / Table 1: cvqvae is E with a stage one (stage_one.model or
   # init_from), C without; vq_argmin (A), vq_entropy (B), cgvae (D), cgvae2
-  # (F with a stage one).
+  # (F with a stage one); the baselines of Tables 2-3: m2, ccvae, jdvae
+  # (one stage each).
   model.name = 'cvqvae'
   model.encoder_widths = (16, 32, 64, 64, 64)   # E_phi, 5 blocks (2.1)
   model.feature_widths = (16, 32, 64, 64, 64)   # C_phi, 5 blocks + dense
@@ -102,13 +103,17 @@ def get_config() -> ml_collections.ConfigDict:
   model.distance_scale = 64.0
   # S_z of the Gaussian-latent variants (paper 2.4): CGVAE (D) a small 100,
   # CGVAE2 (F) 1024 = N_z * N_z * D, the size of CVQVAE's z_q.
-  model.latent_size = ml_collections.ConfigDict({'cgvae': 100,
-                                                 'cgvae2': 1024})
+  # The baselines M2, CCVAE, JDVAE (Tables 2-3, docs/model.md): 100, as in
+  # the paper's comparison (for CCVAE, the size of its style latent z_s).
+  model.latent_size = ml_collections.ConfigDict({
+      'cgvae': 100, 'cgvae2': 1024, 'm2': 100, 'ccvae': 100, 'jdvae': 100})
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)
   objective.alpha = 1.0                 # classification weight (paper 2.3)
   objective.commitment = 0.25           # commitment weight (paper 2.3, [18])
+  # JDVAE's second KL weight, of KL(q(c|x) || p(c|y)) (docs/model.md).
+  objective.beta_features = 1e-3
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

@@ -124,6 +124,36 @@ def gaussian_kl_to_standard(mean: jax.Array, log_var: jax.Array) -> jax.Array:
                         axis=-1)
 
 
+def gaussian_kl(mean_q: jax.Array, log_var_q: jax.Array, mean_p: jax.Array,
+                log_var_p: jax.Array) -> jax.Array:
+  """KL(N(mean_q, exp(log_var_q)) || N(mean_p, exp(log_var_p))) of diagonal
+  Gaussians, summed over the last axis (the conditional priors of CCVAE and
+  JDVAE). With mean_p = log_var_p = 0 it is gaussian_kl_to_standard."""
+  return 0.5 * jnp.sum(
+      log_var_p - log_var_q
+      + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) / jnp.exp(log_var_p)
+      - 1.0, axis=-1)
+
+
+def monte_carlo_log_likelihood(log_q_samples: jax.Array) -> jax.Array:
+  """log (1/k sum_s q_s) over the leading axis of k per-sample log values:
+  CCVAE's log q(y|x) = log E_{q(z_c|x)} q(y|z_c) from k samples of z_c."""
+  k = log_q_samples.shape[0]
+  return jax.nn.logsumexp(log_q_samples, axis=0) - math.log(k)
+
+
+def ccvae_weight(log_q_y_zc: jax.Array, log_q_y_x: jax.Array) -> jax.Array:
+  """The weight q(y|z_c) / q(y|x) of CCVAE's supervised bound (Joy et al.
+  2021, Eq. 4), from the two log-probabilities of the true label."""
+  return jnp.exp(log_q_y_zc - log_q_y_x)
+
+
+def label_log_prob(logits_y: jax.Array, y: jax.Array) -> jax.Array:
+  """sum_v y_v log softmax(logits)_v: log q(y|.) of a one-hot (or relaxed)
+  y, per label. logits_y, y: (..., 2). Returns (...)."""
+  return jnp.sum(y * jax.nn.log_softmax(logits_y, axis=-1), axis=-1)
+
+
 def temperature_schedule(step: jax.Array, start: float, end: float,
                          anneal_steps: int) -> jax.Array:
   """Geometric annealing from `start` to `end` over `anneal_steps` steps.

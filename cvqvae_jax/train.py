@@ -32,6 +32,7 @@ from cvqvae_jax import profiling
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
+from cvqvae_jax import models as models_lib
 from cvqvae_jax.models import create_model as _create_model
 
 LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
@@ -58,8 +59,17 @@ def create_model(config: ml_collections.ConfigDict, image_shape):
 
 
 def model_description(config, image_shape) -> dict[str, Any]:
-  """What must match for a checkpoint to be resumed with this config."""
-  return {'model': config.model.to_dict(), 'image_shape': list(image_shape),
+  """What must match for a checkpoint to be resumed with this config.
+
+  Of the baselines' S_z, only the trained model's: checkpoints written
+  before the baselines existed stay readable.
+  """
+  model = config.model.to_dict()
+  if 'latent_size' in model:
+    model['latent_size'] = {
+        k: v for k, v in model['latent_size'].items()
+        if k not in models_lib.BASELINES or k == config.model.name}
+  return {'model': model, 'image_shape': list(image_shape),
           'labels': list(config.data.labels)}
 
 
@@ -119,36 +129,20 @@ def create_optimizer(config: ml_collections.ConfigDict
 
 
 def loss_fn(params, batch, rng, step, *, model, objective):
-  """The objective (objectives.py) and its terms, logged separately.
+  """The model's objective (its loss_terms) and its terms, logged separately.
 
-  Categorical z (CVQVAE, A-C, E): the entropy KL and the VQ terms. Gaussian z
-  (CGVAE, D and F): KL(q(z|x,y) || N(0, I)) summed over S_z, averaged over the
-  batch; its codebook and commitment terms are 0.
+  Every model defines its own loss from the output of one training pass
+  (models/: CVQVAE's entropy KL and VQ terms, the Gaussian KL of CGVAE, the
+  baselines' bounds); terms of LOSS_TERMS a model does not have are 0, so
+  that every run logs the same keys.
   """
   y_t, z_t = temperatures(step, objective)
   out = model.apply({'params': params}, batch['image'], batch['label'],
                     batch['labelled'], train=True, y_temperature=y_t,
                     z_temperature=z_t, rngs={'sample': rng})
-  terms = {
-      'reconstruction': objectives.reconstruction_loss(batch['image'],
-                                                       out['x_hat']),
-      'classification': objectives.classification_loss(
-          out['logits_y'], batch['label'], batch['labelled']),
-  }
-  if model.latent == 'gaussian':
-    terms['kl'] = jnp.mean(objectives.gaussian_kl_to_standard(
-        out['z_mean'], out['z_log_var']))
-    terms['codebook'] = terms['commitment'] = jnp.zeros((), jnp.float32)
-  else:
-    terms['kl'] = objectives.kl_loss(out['z_logits'])
-    terms['codebook'], terms['commitment'] = objectives.codebook_losses(
-        out['z_e'], out['z_code'])
-    terms['code_perplexity'] = objectives.code_perplexity(out['z_index'],
-                                                          model.num_codes)
-  terms['loss'] = (terms['reconstruction'] + objective.beta * terms['kl']
-                   + objective.alpha * terms['classification']
-                   + terms['codebook']
-                   + objective.commitment * terms['commitment'])
+  terms = model.loss_terms(out, batch, objective)
+  for name in LOSS_TERMS:
+    terms.setdefault(name, jnp.zeros((), jnp.float32))
   correct = jnp.argmax(out['logits_y'], -1) == batch['label']
   labelled = batch['labelled'].astype(jnp.float32)
   terms['label_accuracy'] = (jnp.sum(correct * labelled)

@@ -1,4 +1,5 @@
-"""Model construction from `config.model`: the variants A-F of paper 2.4."""
+"""Model construction from `config.model`: the variants A-F of paper 2.4 and
+the baselines M2, CCVAE and JDVAE of Tables 2-3 (models/baselines.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Sequence
 import flax.linen as nn
 import ml_collections
 
+from cvqvae_jax.models import baselines
 from cvqvae_jax.models import cgvae
 from cvqvae_jax.models import cvqvae
 
@@ -23,7 +25,14 @@ GAUSSIAN_VARIANTS = {
     'cgvae': True,
     'cgvae2': False,
 }
-MODEL_NAMES = tuple(CATEGORICAL_VARIANTS) + tuple(GAUSSIAN_VARIANTS)
+# model.name -> the baselines of Tables 2-3; their S_z is model.latent_size[name].
+BASELINES = {
+    'm2': baselines.M2,
+    'ccvae': baselines.CCVAE,
+    'jdvae': baselines.JDVAE,
+}
+MODEL_NAMES = (tuple(CATEGORICAL_VARIANTS) + tuple(GAUSSIAN_VARIANTS)
+               + tuple(BASELINES))
 
 
 def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
@@ -43,10 +52,12 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       code_dim=model_config.code_dim,
       num_features=model_config.num_features,
   )
-  if name in GAUSSIAN_VARIANTS:
+  if name in GAUSSIAN_VARIANTS or name in BASELINES:
     sizes = model_config.latent_size
     if name not in sizes:
       raise ValueError(f'model.latent_size has no S_z for {name!r}: {sizes}.')
+    if name in BASELINES:
+      return BASELINES[name](**shared, latent_size=sizes[name])
     return cgvae.CGVAE(**shared, latent_size=sizes[name],
                        adain=GAUSSIAN_VARIANTS[name])
   use_features, posterior = CATEGORICAL_VARIANTS[name]

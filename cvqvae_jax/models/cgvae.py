@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cvqvae_jax import objectives
 from cvqvae_jax.models import cvqvae
 
 
@@ -36,6 +37,19 @@ class CGVAE(cvqvae.ConditionalVAE):
 
   def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
     return z_flat if self.adain else None
+
+  def loss_terms(self, out, batch, objective):
+    """KL(q(z|x,y) || N(0, I)) summed over S_z, averaged over the batch,
+    in place of CVQVAE's KL; no codebook, so its two terms are 0."""
+    terms = self.data_terms(out, batch)
+    terms['kl'] = jnp.mean(objectives.gaussian_kl_to_standard(
+        out['z_mean'], out['z_log_var']))
+    terms['codebook'] = terms['commitment'] = jnp.zeros((), jnp.float32)
+    terms['loss'] = (terms['reconstruction'] + objective.beta * terms['kl']
+                     + objective.alpha * terms['classification']
+                     + terms['codebook']
+                     + objective.commitment * terms['commitment'])
+    return terms
 
   def posterior(self, x: jax.Array, y: jax.Array):
     """(mean, log variance) of q(z|x, y), each (B, S_z)."""

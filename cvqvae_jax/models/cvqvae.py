@@ -216,6 +216,24 @@ class ConditionalVAE(nn.Module):
     return self.decoder(z_flat, y, self.features(y, c),
                         self.decoder_style(z_flat))
 
+  def data_terms(self, out: dict[str, Any],
+                 batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """The terms every model shares: the reconstruction error of x_hat and
+    -log q(y|x) of logits_y on the labelled examples (objectives.py)."""
+    return {
+        'reconstruction': objectives.reconstruction_loss(batch['image'],
+                                                         out['x_hat']),
+        'classification': objectives.classification_loss(
+            out['logits_y'], batch['label'], batch['labelled']),
+    }
+
+  def loss_terms(self, out: dict[str, Any], batch: dict[str, jax.Array],
+                 objective) -> dict[str, jax.Array]:
+    """The model's objective from the output of one training pass: a dict
+    with 'loss' (what is minimised) and its terms. train.loss_fn calls this
+    for every model; each model defines its own (its latent and its loss)."""
+    raise NotImplementedError
+
   def labels_and_features(self, x: jax.Array, labels: jax.Array,
                           labelled: jax.Array, train: bool,
                           y_temperature: Any):
@@ -260,6 +278,20 @@ class CVQVAE(ConditionalVAE):
     self.codebook = Codebook(self.num_codes, self.code_dim,
                              self.codebook_init, self.codebook_init_scale)
     self.decoder = self._decoder()
+
+  def loss_terms(self, out, batch, objective):
+    """Paper 2.3: the entropy KL of q(z|x,y) and the VQ terms."""
+    terms = self.data_terms(out, batch)
+    terms['kl'] = objectives.kl_loss(out['z_logits'])
+    terms['codebook'], terms['commitment'] = objectives.codebook_losses(
+        out['z_e'], out['z_code'])
+    terms['code_perplexity'] = objectives.code_perplexity(out['z_index'],
+                                                          self.num_codes)
+    terms['loss'] = (terms['reconstruction'] + objective.beta * terms['kl']
+                     + objective.alpha * terms['classification']
+                     + terms['codebook']
+                     + objective.commitment * terms['commitment'])
+    return terms
 
   def encode(self, x: jax.Array, y: jax.Array):
     """Most likely codes at test time: (z_index (B, N, N), z_q)."""
