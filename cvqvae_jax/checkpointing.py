@@ -10,7 +10,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from absl import logging
-
+from etils import epath
 import grain
 import jax
 import orbax.checkpoint as ocp
@@ -243,3 +243,22 @@ class PreemptionGuard:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None
+
+
+def read_latest_description(workdir: str
+                            ) -> tuple[int | None, dict[str, Any] | None]:
+  """(latest step, its model description) of a workdir's checkpoints, read
+  only; (None, None) when it has none."""
+  directory = checkpoint_dir(workdir)
+  if not epath.Path(directory).is_dir():
+    return None, None
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers={MODEL: ocp.JsonCheckpointHandler()})
+  step = manager.latest_step()
+  described = None
+  if step is not None:
+    described = manager.restore(step, args=ocp.args.Composite(
+        **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+  manager.close()
+  return step, described
