@@ -64,9 +64,9 @@ class _ConsoleFilter(std_logging.Filter):
   WARNING up (orbax's from ERROR up: its warnings are notes on its own
   options)."""
 
-  def __init__(self, is_chief: bool):
+  def __init__(self):
     super().__init__()
-    self._chief = is_chief
+    self.is_chief = True
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     ours = record.pathname.startswith(_PACKAGE)
@@ -74,12 +74,14 @@ class _ConsoleFilter(std_logging.Filter):
       return True
     if record.levelno >= std_logging.WARNING:
       return ours or '/orbax/' not in record.pathname
-    return ours and self._chief
+    return ours and self.is_chief
 
 
-def quiet_logs(is_chief: bool = True) -> None:
+def quiet_logs() -> _ConsoleFilter:
   """Keeps other libraries' INFO (and orbax's warnings) off the console."""
-  logging.get_absl_handler().addFilter(_ConsoleFilter(is_chief))
+  console = _ConsoleFilter()
+  logging.get_absl_handler().addFilter(console)
+  return console
 
 
 def _config_error(error: Exception, argv) -> str:
@@ -119,13 +121,12 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  console = None if FLAGS.verbose else quiet_logs()
   import jax  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import api  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
-  if not FLAGS.verbose:
-    quiet_logs(jax.process_index() == 0)
-  logging.info('JAX process %d / %d, devices: %s', jax.process_index(),
-               jax.process_count(), jax.devices())
+  if console is not None:  # INFO from process 0 only.
+    console.is_chief = jax.process_index() == 0
   try:
     config = FLAGS.config
     if config is None:
@@ -133,6 +134,8 @@ def main(argv):
         raise ValueError('--config is required to train: --config='
                          'configs/NAME.py (see --help).')
       config = api.load_config(FLAGS.workdir)
+    logging.info('JAX process %d / %d, devices: %s', jax.process_index(),
+                 jax.process_count(), jax.devices())
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
     else:

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from absl import logging
+from etils import epath
 import flax
 from flax.training import train_state
 import jax
@@ -26,6 +27,7 @@ from cvqvae_jax import evaluation
 from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
+from cvqvae_jax import paths
 from cvqvae_jax import previews
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
@@ -171,8 +173,8 @@ def _check_finite(history: list[tuple[int, dict]], manager) -> None:
 
 
 def _write_config(workdir: str, config) -> None:
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  (epath.Path(workdir) / 'config.json').write_text(
+      config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def _build(config: ml_collections.ConfigDict):
@@ -208,8 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   stage two has saved a checkpoint.
   """
   two_step.check_config(config, workdir)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.absolute(workdir)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   stage_one = None
   if two_step.has_stage_one(config):
     stage_one = two_step.stage_one_config(config)
@@ -228,7 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def _stage_one_done(workdir: str, stage_one) -> bool:
   """Whether `workdir`'s latest checkpoint is stage one's last step, or
   belongs to stage two."""
-  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+  if not epath.Path(checkpointing.checkpoint_dir(workdir)).is_dir():
     return False
   manager = checkpointing.create_manager(workdir, 1)
   step, described = checkpointing.latest_description(manager)
@@ -307,6 +309,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   progress = metric_writers.Progress(config.num_train_steps)
   history: list[tuple[int, dict]] = []
   last_rate = 0.0
+  if start_step < config.num_train_steps:
+    logging.info('Compiling the train step (the first step waits for it)...')
   for step in range(start_step + 1, config.num_train_steps + 1):
     batch = sharding.put_batch(next(train_iter), batch_sharding)
     state, metrics = p_train_step(state, batch, step_rng)
@@ -334,6 +338,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       writer.write(step, curve)
       logging.info('Held-out at step %d (%d examples): %s', step,
                    config.eval.curve_examples, _brief(curve))
+    if (is_chief and config.get('sample_every_steps')
+        and step % config.sample_every_steps == 0):  # Pictures on the way.
+      previews.write_step_samples(workdir, codec, state.params, config, step,
+                                  writer)
     preempted = guard.should_stop(step)
     if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       _check_finite(jax.device_get(history), manager)
@@ -394,7 +402,7 @@ def _summary(workdir: str, step: int, results: dict, preview: str,
 def run_offline(mode: str, config: ml_collections.ConfigDict,
                 workdir: str) -> dict[str, Any]:
   """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
-  workdir = os.path.abspath(workdir)
+  workdir = paths.absolute(workdir)
   _, model, _, abstract_state, _, image_shape = _build(config)
   # Parameters only: the optimizer state (which depends on freeze_steps) is
   # not needed to evaluate.
@@ -410,12 +418,12 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
     print(f'Wrote {path}', flush=True)
     return results
   if mode == 'figures':
-    paths = figures.write_figures(workdir, model, params, config)
-    paths['samples'] = previews.write_preview(
-        os.path.join(workdir, 'figures'), evaluation.Codec(model), params,
+    written = figures.write_figures(workdir, model, params, config)
+    written['samples'] = previews.write_preview(
+        paths.join(workdir, 'figures'), evaluation.Codec(model), params,
         config)
-    print('Wrote:\n  ' + '\n  '.join(paths.values()), flush=True)
-    return paths
+    print('Wrote:\n  ' + '\n  '.join(written.values()), flush=True)
+    return written
   raise ValueError(f'Unknown mode {mode!r}.')
 
 
