@@ -27,7 +27,10 @@ CHEXPERT_URL = ('https://stanfordmlgroup.github.io/competitions/chexpert/ '
 CELEBA_LAYOUT = ('DATA_DIR/img_align_celeba/000001.jpg ..., '
                  'DATA_DIR/list_attr_celeba.txt, '
                  'DATA_DIR/list_eval_partition.txt (the files may also sit in '
-                 "the Google Drive release's Img/, Anno/ and Eval/ folders)")
+                 "the Google Drive release's Img/, Anno/ and Eval/ folders; "
+                 "or the widely mirrored archive's list_attr_celeba.csv and "
+                 'list_eval_partition.csv, with img_align_celeba/'
+                 'img_align_celeba/)')
 CHEXPERT_LAYOUT = ('DATA_DIR/CheXpert-v1.0-small/{train.csv,valid.csv,train/,'
                    'valid/} (DATA_DIR may also be the CheXpert-v1.0-small or '
                    'CheXpert-v1.0 folder itself)')
@@ -114,6 +117,49 @@ def read_celeba_attributes(path: str) -> tuple[list[str], dict]:
   return [r[0] for r in rows], dict(zip(names, values.T))
 
 
+def read_celeba_attributes_csv(path: str) -> tuple[list[str], dict]:
+  """list_attr_celeba.csv (the widely mirrored archive): a header
+  'image_id,5_o_Clock_Shadow,...', then rows '000001.jpg,-1,1,...'.
+
+  Returns (file names, {attribute: (n,) int8 in {1, -1}}), as
+  read_celeba_attributes.
+  """
+  where = f'{path} (CelebA list_attr_celeba.csv)'
+  with open(path, newline='') as f:
+    rows = [r for r in csv.reader(f) if r]
+  if not rows or rows[0][0].strip() != 'image_id':
+    raise errors.DatasetFormatError(
+        f'{where}: the first line must be the header image_id,ATTRIBUTE,...')
+  names = [n.strip() for n in rows[0][1:]]
+  for i, row in enumerate(rows[1:]):
+    if len(row) != len(names) + 1:
+      raise errors.DatasetFormatError(
+          f'{where}, line {i + 2}: {len(row) - 1} values for '
+          f'{len(names)} attributes.')
+  try:
+    values = np.asarray([[int(v) for v in r[1:]] for r in rows[1:]],
+                        np.int8).reshape(len(rows) - 1, len(names))
+  except ValueError as e:
+    raise errors.DatasetFormatError(f'{where}: values must be 1 or -1.') from e
+  if not np.isin(values, (1, -1)).all():
+    raise errors.DatasetFormatError(f'{where}: values must be 1 or -1.')
+  return [r[0].strip() for r in rows[1:]], dict(zip(names, values.T))
+
+
+def read_celeba_partition_csv(path: str) -> dict[str, int]:
+  """list_eval_partition.csv: 'image_id,partition', then '000001.jpg,0'."""
+  with open(path, newline='') as f:
+    rows = [r for r in csv.reader(f) if r]
+  if not rows or [c.strip() for c in rows[0]] != ['image_id', 'partition']:
+    raise errors.DatasetFormatError(
+        f'{path}: the first line must be the header image_id,partition.')
+  try:
+    return {r[0].strip(): int(r[1]) for r in rows[1:]}
+  except (ValueError, IndexError) as e:
+    raise errors.DatasetFormatError(
+        f'{path}: each row must be NAME.jpg,0|1|2.') from e
+
+
 def read_celeba_partition(path: str) -> dict[str, int]:
   """list_eval_partition.txt: 'NAME.jpg 0' (0 train, 1 valid, 2 test)."""
   with open(path) as f:
@@ -125,9 +171,11 @@ def celeba_folder(data_dir: str, labels: Sequence[str]) -> Release:
   """The official CelebA release: aligned images and the attribute list."""
   data_dir = check_data_dir('CelebA', data_dir, CELEBA_LAYOUT, CELEBA_URL,
                             env='CELEBA_DIR')
-  attr = _find(data_dir, 'list_attr_celeba.txt', ('Anno',))
+  attr = (_find(data_dir, 'list_attr_celeba.txt', ('Anno',))
+          or _find(data_dir, 'list_attr_celeba.csv', ('Anno',)))
   images = _find(data_dir, 'img_align_celeba', ('Img',))
-  part = _find(data_dir, 'list_eval_partition.txt', ('Eval',))
+  part = (_find(data_dir, 'list_eval_partition.txt', ('Eval',))
+          or _find(data_dir, 'list_eval_partition.csv', ('Eval',)))
   for found, name in ((attr, 'list_attr_celeba.txt'),
                       (images, 'img_align_celeba/'),
                       (part, 'list_eval_partition.txt')):
@@ -137,8 +185,14 @@ def celeba_folder(data_dir: str, labels: Sequence[str]) -> Release:
   if not os.path.isdir(images):
     raise not_found('CelebA', images + ' (a folder; unzip '
                     'img_align_celeba.zip)', CELEBA_LAYOUT, CELEBA_URL)
-  files, attributes = read_celeba_attributes(attr)
-  partition = read_celeba_partition(part)
+  nested = os.path.join(images, 'img_align_celeba')
+  if os.path.isdir(nested):  # The archive's img_align_celeba/img_align_celeba.
+    images = nested
+  files, attributes = (read_celeba_attributes_csv(attr)
+                       if attr.endswith('.csv')
+                       else read_celeba_attributes(attr))
+  partition = (read_celeba_partition_csv(part) if part.endswith('.csv')
+               else read_celeba_partition(part))
   missing = [f for f in files if f not in partition]
   if missing:
     raise errors.DatasetFormatError(
