@@ -15,6 +15,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from cvqvae_jax import paths
+
 STATE, DATA, MODEL = 'state', 'data', 'model'
 
 
@@ -23,7 +25,7 @@ class CheckpointMismatchError(ValueError):
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+  return paths.join(workdir, 'checkpoints')
 
 
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -158,7 +160,7 @@ def restore_params(workdir: str, abstract_params: Any,
   CheckpointMismatchError naming every field or wanted path that differs.
   """
   directory = checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     raise FileNotFoundError(
         f'No checkpoints in {directory}: expected the --workdir of a '
         'training run, which holds checkpoints/ (train first, with '
