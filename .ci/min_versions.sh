@@ -13,7 +13,7 @@ python="${2:-python3.11}"
   -r <(sed -n 's/^\([A-Za-z].*\)$/\1/p' "$root/.ci/min_constraints.txt" | cut -d= -f1)
 "$venv/bin/pip" install -q --no-deps -e "$root"
 "$venv/bin/pip" check || true
-"$venv/bin/pip" freeze | grep -i -E '^(jax|jaxlib|flax|optax|orbax|grain|ml.collections|numpy|pillow|absl|tensorflow.datasets|tensorboardx|etils)=='
+"$venv/bin/pip" freeze | grep -i -E '^(jax|jaxlib|flax|optax|orbax-checkpoint|grain|ml.collections|numpy|pillow|absl-py|tensorflow.datasets|tensorboardx|etils|protobuf)=='
 cd "$root"
 "$venv/bin/python" -m pytest -x -q tests/test_objectives.py tests/test_sharding.py \
   tests/test_manipulate.py tests/test_pipeline.py tests/test_train.py -k "not slow"

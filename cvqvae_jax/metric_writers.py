@@ -4,14 +4,15 @@ tensorboardX, no TensorFlow at run time) and a progress line in the log."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from typing import Mapping
 
 from absl import logging
 from etils import epath
 
-
-_REMOTE = ('gs://', 's3://', 'az://', 'hf://')
+from cvqvae_jax import paths
 
 
 def truncate_jsonl(path, last_step: int) -> int:
@@ -41,7 +42,9 @@ class MetricWriter:
     self._enabled = enabled
     self._path = epath.Path(workdir) / 'metrics.jsonl'
     # Object stores cannot append: there the file is rewritten each time.
-    self._append = not str(workdir).startswith(_REMOTE)
+    self._append = not paths.is_remote(workdir)
+    self._workdir = epath.Path(workdir)
+    self._staging = None
     self._tb = None
     if not enabled:
       return
@@ -52,9 +55,15 @@ class MetricWriter:
     self._lines = ([] if self._append or not self._path.exists()
                    else [l + '\n' for l in self._path.read_text().splitlines()
                          if l.strip()])
+    logdir = str(workdir)
+    if not self._append:
+      # tensorboardX's own gs:// and s3:// writers need their cloud SDKs:
+      # events are written locally and copied to the workdir on close().
+      self._staging = tempfile.mkdtemp(prefix='cvqvae_jax_events_')
+      logdir = self._staging
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(logdir=str(workdir), purge_step=start_step + 1
+      self._tb = SummaryWriter(logdir=logdir, purge_step=start_step + 1
                                if start_step else None)
     except ImportError:
       logging.warning('tensorboardX is not installed (pip install '
@@ -85,6 +94,11 @@ class MetricWriter:
     if self._tb is not None:
       self._tb.flush()
       self._tb.close()
+      self._tb = None
+    if self._staging is not None:
+      for name in os.listdir(self._staging):
+        epath.Path(self._staging, name).copy(self._workdir / name,
+                                              overwrite=True)
 
 
 class Progress:
