@@ -301,9 +301,20 @@ def test_unknown_label_columns_list_the_columns(data):
                                       ('tumor',)))
   assert "'tumor'" in str(info.value)
   assert 'path, tumour, stained' in str(info.value)
-  with pytest.raises(errors.DatasetFormatError, match='Pleural Effusion'):
+  assert "Did you mean 'tumour'?" in str(info.value)
+  # CheXpert: the names a label accepts (lower case), and the closest one.
+  with pytest.raises(errors.DatasetFormatError) as info:
     sources.load_release(_data_config('folder', 'chexpert', data['chexpert'],
                                       ('cardiomegally',)))
+  assert "Did you mean 'cardiomegaly'?" in str(info.value)
+  assert 'pleural_effusion' in str(info.value)
+  assert 'Cardiomegaly' not in str(info.value)
+  with pytest.raises(ValueError, match="Did you mean 'folder'"):
+    sources.load_release(_data_config('folders', 'celeba', data['celeba'],
+                                      ('glasses',)))
+  with pytest.raises(ValueError, match="Did you mean 'chexpert'"):
+    sources.load_release(_data_config('folder', 'CheXpret', data['celeba'],
+                                      ('glasses',)))
 
 
 def test_unreadable_image_is_named_or_skipped_and_counted(tmp_path):

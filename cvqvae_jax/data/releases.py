@@ -304,8 +304,9 @@ def csv_folder(data_dir: str, labels: Sequence[str]) -> Release:
   for name in ('path', *labels):
     if name not in columns:
       raise errors.DatasetFormatError(
-          f'{path}: no column {name!r}; the columns are: '
-          f'{", ".join(columns)}. Set --config.data.labels to label columns.')
+          f'{path}: no column {name!r}.{errors.did_you_mean(name, columns)} '
+          f'The columns are: {", ".join(columns)}. Set --config.data.labels '
+          'to label columns.')
   values = {l: [policies.parse_binary(r[l], f'{path}, line {i + 2}, column '
                                       f'{l!r}') for i, r in enumerate(rows)]
             for l in labels}
