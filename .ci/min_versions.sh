@@ -16,4 +16,4 @@ python="${2:-python3.11}"
 "$venv/bin/pip" freeze | grep -i -E '^(jax|jaxlib|flax|optax|orbax-checkpoint|grain|ml.collections|numpy|pillow|absl-py|tensorflow.datasets|tensorboardx|etils|protobuf)=='
 cd "$root"
 "$venv/bin/python" -m pytest -x -q tests/test_objectives.py tests/test_sharding.py \
-  tests/test_manipulate.py tests/test_pipeline.py tests/test_train.py -k "not slow"
+  tests/test_manipulate.py tests/test_pipeline.py tests/test_api.py

@@ -26,7 +26,7 @@ def truncate_jsonl(path, last_step: int) -> int:
   if len(keep) != len(lines):
     tmp = path.parent / (path.name + '.tmp')
     tmp.write_text(''.join(keep))
-    tmp.rename(path)
+    tmp.replace(path)
   return len(lines) - len(keep)
 
 
