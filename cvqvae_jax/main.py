@@ -81,6 +81,10 @@ def quiet_logs() -> _ConsoleFilter:
   """Keeps other libraries' INFO (and orbax's warnings) off the console."""
   console = _ConsoleFilter()
   logging.get_absl_handler().addFilter(console)
+  # Libraries that may log through a handler of their own (JAX does, in some
+  # versions): their loggers drop INFO at the source.
+  for name in ('jax', 'grain', 'tensorflow_datasets'):
+    std_logging.getLogger(name).setLevel(std_logging.WARNING)
   return console
 
 
