@@ -33,6 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
   # WORKDIR/samples/step_N.png and TensorBoard (0: only samples.png at the end).
   config.sample_every_steps = 500
   config.max_checkpoints_to_keep = 2
+  # jax.profiler trace of training steps (first, last) into WORKDIR/profile/
+  # (TensorBoard's profile plugin, Perfetto); (0, 0): off.
+  config.profile_steps = (0, 0)
   # Two-step training (paper 2.4): CVQVAE (approach E) and CGVAE2 (F) start
   # from a stage one (D, a CGVAE) that learns C_phi and the tokens; they are
   # restored into the model, frozen for its first freeze_steps steps. Both

@@ -10,7 +10,6 @@ pipeline is not timed (its throughput is measured separately).
 
 from __future__ import annotations
 
-import functools
 import json
 import resource
 import sys
@@ -56,18 +55,13 @@ def synthetic_batch(config, image_shape, rng: np.random.Generator) -> dict:
 
 def run(config, steps: int = 20) -> dict:
   """Compiles and times the train step; returns the JSON record."""
-  mesh, model, init, _, state_sharding, image_shape = train._build(config)  # pylint: disable=protected-access
-  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(0))
-  batch_sharding = sharding.batch_sharding(mesh)
-  step_fn = jax.jit(
-      functools.partial(train.train_step, model=model,
-                        objective=config.objective),
-      in_shardings=(state_sharding, batch_sharding, sharding.replicated(mesh)),
-      out_shardings=(state_sharding, sharding.replicated(mesh)),
-      donate_argnums=0)
+  setup = train.build(config)
+  image_shape = setup.image_shape
+  state = train.jit_init(setup)(jax.random.key(0))
+  step_fn = train.jit_train_step(setup, config.objective)
   batch = sharding.put_batch(
       synthetic_batch(config, image_shape, np.random.default_rng(0)),
-      batch_sharding)
+      setup.batch_sharding)
   rng = jax.random.key(1)
 
   t = time.perf_counter()

@@ -221,15 +221,23 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class PreemptionGuard:
-  """Notices SIGTERM (what cluster schedulers send before they preempt) and
-  orbax's multi-host preemption sync point, so the loop can save and stop
-  at a step boundary instead of losing the work since the last checkpoint."""
+  """Notices SIGTERM (what cluster schedulers send before they preempt), so
+  the loop can save and stop at a step boundary instead of losing the work
+  since the last checkpoint.
+
+  One process: a Python SIGTERM handler. Several (jax.distributed): JAX's
+  own preemption notifier catches SIGTERM on whichever process receives it
+  and the coordination service picks one step at which every process
+  stops (orbax's reached_preemption, which every process calls each step).
+  A Python handler there would replace JAX's, so none is installed.
+  """
 
   def __init__(self, manager: ocp.CheckpointManager):
     self._manager = manager
     self._signalled = False
     self._previous = None
-    if threading.current_thread() is threading.main_thread():
+    if (jax.process_count() == 1
+        and threading.current_thread() is threading.main_thread()):
       self._previous = signal.signal(signal.SIGTERM, self._on_signal)
 
   def _on_signal(self, signum, frame):

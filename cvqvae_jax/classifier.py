@@ -154,7 +154,16 @@ def train(config, label_index: int, step_fn, model, image_shape):
 
 def load_or_train(config, workdir: str) -> dict[str, Classifier]:
   """One Classifier per label of config.data.labels, restored from the
-  workdir cache when a matching one exists, else trained and cached."""
+  workdir cache when a matching one exists, else trained and cached.
+
+  One process only: several would each train on their own shard of the
+  training split and overwrite one cache folder.
+  """
+  if jax.process_count() > 1:
+    raise ValueError(
+        'The independent classifiers are trained and cached by one process; '
+        f'{jax.process_count()} processes were started (run --mode=evaluate '
+        'without --distributed).')
   image_shape = pipeline.image_shape(config.data)
   model = resnet.create_resnet(config.eval.classifier)
   step_fn = jax.jit(functools.partial(_train_step, model=model,

@@ -68,21 +68,14 @@ def posterior_reconstructions(params, x, labels, rng, *, model):
   return out
 
 
-class Codec:
-  """Jitted encode / decode / swap / evaluation steps of one model."""
+class Codec(manipulate.Codec):
+  """manipulate.Codec plus the jitted evaluation steps of the same model."""
 
   def __init__(self, model):
-    self.encode = jax.jit(functools.partial(manipulate.encode, model))
-    self.decode = jax.jit(functools.partial(manipulate.decode, model))
+    super().__init__(model)
     self.eval_step = jax.jit(functools.partial(eval_step, model=model))
     self.posterior_reconstructions = jax.jit(functools.partial(
         posterior_reconstructions, model=model))
-
-  def swap(self, params, x_base, x_donor, labels_base, labels_donor,
-           label: int):
-    base = self.encode(params, x_base, labels_base)
-    donor = self.encode(params, x_donor, labels_donor)
-    return self.decode(params, manipulate.swap_label(base, donor, label))
 
 
 def ideal_swaps(factors, base_idx, donor_idx, label: str,
@@ -252,8 +245,7 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
     row['fid'] = metrics.frechet_distance(*fid_net.statistics(fakes),
                                           *real_fid_stats)
   if 'factors' in data:
-    reconstruct = lambda a, la: codec.decode(params, codec.encode(params, a,
-                                                                   la))
+    reconstruct = lambda a, la: codec.reconstruct(params, a, la)
     recons = tuple(
         metrics.batched(reconstruct, (x[i], data['label'][i]), bs)
         for i in (i0, i1))

@@ -16,10 +16,9 @@ The image operations themselves are in manipulate.py.
 from __future__ import annotations
 
 import functools
-import jax
+
 import numpy as np
 
-from cvqvae_jax import evaluation
 from cvqvae_jax import manipulate
 from cvqvae_jax import paths
 from cvqvae_jax import previews
@@ -42,28 +41,6 @@ def green_overlay(images: np.ndarray, difference: np.ndarray,
   return base * (1 - strength) + green * strength
 
 
-class _Ops:
-  """The manipulate.py operations of one model, jitted once each."""
-
-  def __init__(self, model):
-    jit = lambda f, **k: jax.jit(functools.partial(f, model), **k)
-    self.codec = evaluation.Codec(model)
-    self.difference = jit(manipulate.difference_map,
-                          static_argnames=('label',))
-    self.interpolate = jit(manipulate.interpolate_features,
-                           static_argnames=('label',))
-    self.scale = jit(manipulate.scale_features, static_argnames=('label',))
-    self.multi_swap = jax.jit(functools.partial(_multi_swap, model))
-
-
-def _multi_swap(model, params, x_base, x_donor, labels_base, labels_donor):
-  base = manipulate.encode(model, params, x_base, labels_base)
-  donor = manipulate.encode(model, params, x_donor, labels_donor)
-  for l in (0, 1):
-    base = manipulate.swap_label(base, donor, l)
-  return manipulate.decode(model, params, base)
-
-
 def _save(grid, directory: str, name: str) -> str:
   return previews.save_png(grid, paths.join(directory, name))
 
@@ -79,7 +56,7 @@ def write_figures(workdir: str, model, params, config,
   n = config.eval.figure_examples
   scale = max(1, 96 // x.shape[1])
   grid = functools.partial(previews.image_grid, scale=scale, label_width=150)
-  ops = _Ops(model)
+  codec = manipulate.Codec(model)
   kinds = pipeline.label_kinds(config)
   out = {}
   for l, name in enumerate(config.data.labels):
@@ -90,25 +67,16 @@ def write_figures(workdir: str, model, params, config,
       continue
     a0, a1 = i0[:k], i1[:k]
     # Figs. 2-4: swaps.
-    plus = ops.codec.swap(params, x[a0], x[a1], labels[a0], labels[a1], l)
-    minus = ops.codec.swap(params, x[a1], x[a0], labels[a1], labels[a0], l)
-    rows = [(f'x0: {name}=0', x[a0]), (f'x1: {name}=1', x[a1]),
-            ('fake+ (z0,c1,y=1)', plus)]
-    if 'factors' in batch:
-      rows.append(('ideal fake+', evaluation.ideal_swaps(
-          batch['factors'], a0, a1, name, x.shape[1])))
-    rows.append(('fake- (z1,c0,y=0)', minus))
-    if 'factors' in batch:
-      rows.append(('ideal fake-', evaluation.ideal_swaps(
-          batch['factors'], a1, a0, name, x.shape[1])))
+    rows = previews.swap_rows(codec, params, batch, l, name, a0, a1,
+                              config.eval.batch_size)
     out[f'swaps_{name}'] = _save(grid(
         rows, title=f'Swap of {name!r}: fake+ = x0 with the {name} of x1, '
         f'fake- = x1 with the {name}=0 look of x0'), directory,
         f'swaps_{name}.png')
     # Fig. 5: difference maps (only a presence label has a "without").
     if kinds[l] == 'presence':
-      recon, without, diff = ops.difference(params, x[a1], labels=labels[a1],
-                                            label=l)
+      recon, without, diff = codec.difference(params, x[a1], l,
+                                              labels=labels[a1])
       out[f'difference_{name}'] = _save(grid(
           [(f'x: {name}=1', x[a1]), ('reconstruction', recon),
            (f'as {name}=0', without),
@@ -122,9 +90,8 @@ def write_figures(workdir: str, model, params, config,
       if not m:
         continue
       p1, p2 = idx[:m], idx[m:2 * m]
-      frames = ops.interpolate(params, x[p1], x[p2], alphas=np.array(ALPHAS),
-                               labels1=labels[p1], labels2=labels[p2],
-                               label=l)
+      frames = codec.interpolate(params, x[p1], x[p2], l, np.array(ALPHAS),
+                                 labels1=labels[p1], labels2=labels[p2])
       columns = np.concatenate([x[p1][None], frames, x[p2][None]])
       rows = [(f'pair {j + 1}', columns[:, j]) for j in range(m)]
       key = f'interpolation_{name}_y{value}'
@@ -133,20 +100,20 @@ def write_figures(workdir: str, model, params, config,
           title=f'{name}={value}: D(z1, y1, c1 + a (c2 - c1))'), directory,
                        f'{key}.png')
     # Fig. 7: scaling c (y = 1).
-    frames = ops.scale(params, x[a1], lambdas=np.array(LAMBDAS),
-                       labels=labels[a1], label=l)
+    frames = codec.scale(params, x[a1], l, np.array(LAMBDAS),
+                         labels=labels[a1])
     columns = np.concatenate([x[a1][None], frames])
     out[f'scaling_{name}'] = _save(grid(
         [(f'example {j + 1}', columns[:, j]) for j in range(k)],
         column_titles=['x'] + [f'lambda={s:g}' for s in LAMBDAS],
         title=f'{name}=1: D(z, y, lambda * c)'), directory, f'scaling_{name}.png')
   if labels.shape[1] >= 2:
-    out.update(_multi_swap_figure(ops, params, x, labels, config, directory,
+    out.update(_multi_swap_figure(codec, params, x, labels, config, directory,
                                   grid, n))
   return out
 
 
-def _multi_swap_figure(ops, params, x, labels, config, directory, grid, n):
+def _multi_swap_figure(codec, params, x, labels, config, directory, grid, n):
   """Fig. 8: the first two labels of x_{1,1} moved onto x_{0,0}."""
   names = config.data.labels[:2]
   i00 = np.flatnonzero((labels[:, 0] == 0) & (labels[:, 1] == 0))
@@ -155,7 +122,7 @@ def _multi_swap_figure(ops, params, x, labels, config, directory, grid, n):
   if not k:
     return {}
   b, d = i00[:k], i11[:k]
-  fake = ops.multi_swap(params, x[b], x[d], labels[b], labels[d])
+  fake = codec.swap(params, x[b], x[d], labels[b], labels[d], label=(0, 1))
   rows = [(f'x: {names[0]}=0,{names[1]}=0', x[b]),
           ('fake (both moved)', fake),
           (f'x: {names[0]}=1,{names[1]}=1', x[d])]

@@ -18,6 +18,8 @@ The console shows progress, results and warnings; --verbose adds the INFO
 logs of every library (orbax, JAX, grain).
 
 Thin by design (flax examples): flags, then a call into the library.
+Several processes (a cluster, docs/cluster.md): add --distributed, or set
+CVQVAE_DISTRIBUTED=1, in every process.
 """
 
 import difflib
@@ -58,6 +60,20 @@ flags.DEFINE_bool('verbose', False, 'Show the INFO logs of every library '
                   '(orbax, JAX, grain), not only this one\'s.')
 flags.mark_flags_as_required(['workdir'])
 
+DISTRIBUTED_ENV = 'CVQVAE_DISTRIBUTED'  # '1': as --distributed (sbatch files)
+flags.DEFINE_bool(
+    'distributed', os.environ.get(DISTRIBUTED_ENV, '') not in ('', '0'),
+    'Call jax.distributed.initialize() before anything else: one process '
+    'per host or per accelerator (docs/cluster.md). Without '
+    '--coordinator_address, --num_processes and --process_id, JAX reads them '
+    'from the cluster (SLURM, Open MPI, TPU VMs) or from '
+    f'JAX_COORDINATOR_ADDRESS. Default: ${DISTRIBUTED_ENV}=1 switches it on.')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0 (implies --distributed).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes '
+                     '(with --coordinator_address).')
+flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes '
+                     '- 1 (with --coordinator_address).')
 
 class _ConsoleFilter(std_logging.Filter):
   """INFO from this package on process 0 only; other libraries' records from
@@ -129,6 +145,17 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import api  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
+  if FLAGS.distributed or FLAGS.coordinator_address:
+    # Before any other JAX call (jax.devices() below creates the backends).
+    try:
+      jax.distributed.initialize(
+          coordinator_address=FLAGS.coordinator_address,
+          num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+    except (ValueError, TypeError) as e:  # Not in a cluster, flags missing.
+      print(f'error: --distributed: {e} (docs/cluster.md)', file=sys.stderr)
+      sys.exit(1)
+    if jax.process_index() > 0:  # Progress lines from process 0 only.
+      logging.set_verbosity(logging.WARNING)
   if console is not None:  # INFO from process 0 only.
     console.is_chief = jax.process_index() == 0
   try:

@@ -11,7 +11,8 @@ Shapes: x (B, S, S, C); labels (B, L) int or None (then y = argmax q(y|x)).
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,22 +40,28 @@ def decode(model, params, codes: Codes) -> jax.Array:
                      codes['c'], method='decode')
 
 
-def swap_label(base: Codes, donor: Codes, label: int) -> Codes:
-  """Codes of `base` with label `label`'s y and c taken from `donor`.
+def swap_label(base: Codes, donor: Codes, label: int | Sequence[int]
+               ) -> Codes:
+  """Codes of `base` with the y and c of label `label` (an index, or several
+  indices: paper Fig. 8) taken from `donor`.
 
   With base = x_{y=0} and donor = x_{y=1} this is the paper's fake+
   (z_0, c_1, y = 1); the other way round it is fake- (z_1, c_0, y = 0).
   """
-  y = base['y'].at[:, label].set(donor['y'][:, label])
-  c = tuple(donor['c'][i] if i == label else c_i
+  moved = {label} if isinstance(label, int) else set(label)
+  y = base['y']
+  for l in sorted(moved):
+    y = y.at[:, l].set(donor['y'][:, l])
+  c = tuple(donor['c'][i] if i in moved else c_i
             for i, c_i in enumerate(base['c']))
   return {**base, 'y': y, 'c': c}
 
 
-def swap(model, params, x_base: jax.Array, x_donor: jax.Array, label: int,
-         labels_base: jax.Array | None = None,
+def swap(model, params, x_base: jax.Array, x_donor: jax.Array,
+         label: int | Sequence[int], labels_base: jax.Array | None = None,
          labels_donor: jax.Array | None = None) -> jax.Array:
-  """x_base with the label and features of x_donor for label index `label`."""
+  """x_base with the label(s) and features of x_donor for the label index
+  `label` (or several indices at once)."""
   base = encode(model, params, x_base, labels_base)
   donor = encode(model, params, x_donor, labels_donor)
   return decode(model, params, swap_label(base, donor, label))
@@ -110,3 +117,58 @@ def difference_map(model, params, x: jax.Array, label: int,
   recon = decode(model, params, codes)
   without = decode(model, params, set_label(codes, label, 0))
   return recon, without, jnp.mean(jnp.abs(recon - without), axis=-1)
+
+
+class Codec:
+  """The functions above for one model, each jitted once: what evaluation,
+  the pictures (previews.py, figures.py) and user code call.
+
+    codec = Codec(model)
+    fake = codec.swap(params, x0, x1, labels0, labels1, label=0)
+
+  Label indices (`label`) are static: one compilation per index.
+  """
+
+  def __init__(self, model):
+    self.model = model
+    jit = lambda f, **kw: jax.jit(functools.partial(f, model), **kw)
+    self.encode = jit(encode)
+    self.decode = jit(decode)
+    self._swap = jit(swap, static_argnames=('label',))
+    self._interpolate = jit(interpolate_features, static_argnames=('label',))
+    self._scale = jit(scale_features, static_argnames=('label',))
+    self._difference = jit(difference_map, static_argnames=('label',))
+    self._set_label = jax.jit(
+        lambda params, x, labels, label, value: decode(
+            model, params, set_label(encode(model, params, x, labels), label,
+                                     value)),
+        static_argnames=('label', 'value'))
+
+  def reconstruct(self, params, x, labels=None):
+    """D(z, y, f(y, c)) of x's own most likely codes."""
+    return self.decode(params, self.encode(params, x, labels))
+
+  def swap(self, params, x_base, x_donor, labels_base, labels_donor,
+           label: int | Sequence[int]):
+    """See swap(); `label` may be several indices (moved at once)."""
+    label = label if isinstance(label, int) else tuple(label)
+    return self._swap(params, x_base, x_donor, labels_base=labels_base,
+                      labels_donor=labels_donor, label=label)
+
+  def set_label(self, params, x, labels, label: int, value: int):
+    """x decoded with y of `label` set to `value`, z and c its own."""
+    return self._set_label(params, x, labels, label=label, value=int(value))
+
+  def interpolate(self, params, x1, x2, label: int, alphas, labels1=None,
+                  labels2=None):
+    """See interpolate_features()."""
+    return self._interpolate(params, x1, x2, alphas=alphas, labels1=labels1,
+                             labels2=labels2, label=label)
+
+  def scale(self, params, x, label: int, lambdas, labels=None):
+    """See scale_features()."""
+    return self._scale(params, x, lambdas=lambdas, labels=labels, label=label)
+
+  def difference(self, params, x, label: int, labels=None):
+    """See difference_map()."""
+    return self._difference(params, x, labels=labels, label=label)

@@ -66,28 +66,6 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
   return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
-class StatisticsAccumulator:
-  """Running sums for feature_statistics over batches (float64)."""
-
-  def __init__(self):
-    self.n = 0
-    self.sum = 0.0
-    self.outer = 0.0
-
-  def update(self, features) -> None:
-    features = np.asarray(features, np.float64)
-    self.n += len(features)
-    self.sum = self.sum + features.sum(axis=0)
-    self.outer = self.outer + features.T @ features
-
-  def result(self) -> tuple[np.ndarray, np.ndarray]:
-    if self.n < 2:
-      raise ValueError('Need at least 2 feature vectors.')
-    mu = self.sum / self.n
-    sigma = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
-    return mu, (sigma + sigma.T) / 2
-
-
 def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
   """Symmetric square root of a symmetric PSD matrix (eigenvalues < 0 from
   round-off are clipped to 0)."""

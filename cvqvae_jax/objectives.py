@@ -56,20 +56,6 @@ def straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
   return soft + jax.lax.stop_gradient(hard - soft)
 
 
-def straight_through_gumbel_softmax(
-    rng: jax.Array, logits: jax.Array, temperature: jax.Array | float
-) -> tuple[jax.Array, jax.Array]:
-  """Straight-Through Gumbel-Softmax (Jang et al. 2017).
-
-  Returns (sample, index): `sample` is exactly one-hot in the forward pass and
-  carries the relaxed sample's gradient; `index` the sampled class (int32).
-  """
-  soft = gumbel_softmax(rng, logits, temperature)
-  index = jnp.argmax(soft, axis=-1)
-  hard = jax.nn.one_hot(index, logits.shape[-1], dtype=soft.dtype)
-  return straight_through(hard, soft), index
-
-
 def semi_supervised_labels(
     rng: jax.Array, logits_y: jax.Array, labels: jax.Array,
     labelled: jax.Array, temperature: jax.Array | float) -> jax.Array:

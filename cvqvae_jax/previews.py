@@ -53,6 +53,26 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], scale: int = 1,
   return canvas
 
 
+def swap_rows(codec, params, batch, label: int, name: str, i0, i1,
+              batch_size: int) -> list[tuple[str, np.ndarray]]:
+  """The rows of a swap picture for pairs (i0[j], i1[j]) of `batch` with
+  y = 0 and y = 1 for label index `label`: x0, x1, fake+ = D(z0, c1, y=1),
+  fake- = D(z1, c0, y=0), and on the procedural benchmark the ideal swap
+  under each fake."""
+  x = batch['image']
+  plus, minus = evaluation.swap_fakes(codec, params, batch, label, i0, i1,
+                                      batch_size)
+  rows = {'plus': [(f'fake+ {name} (z0,c1,y=1)', plus)],
+          'minus': [(f'fake- {name} (z1,c0,y=0)', minus)]}
+  if 'factors' in batch:
+    for key, (b, d) in (('plus', (i0, i1)), ('minus', (i1, i0))):
+      rows[key].append((f'ideal{"+" if key == "plus" else "-"} {name}',
+                        evaluation.ideal_swaps(batch['factors'], b, d, name,
+                                               x.shape[1])))
+  return ([(f'x0 ({name}=0)', x[i0]), (f'x1 ({name}=1)', x[i1])]
+          + rows['plus'] + rows['minus'])
+
+
 def preview_grid(codec, params, config, num: int = 8,
                  pool: int = 200) -> Image.Image:
   """Inputs, reconstructions and each label's swaps (with the ideal swaps on
@@ -65,8 +85,7 @@ def preview_grid(codec, params, config, num: int = 8,
   x, labels = batch['image'], batch['label']
   bs = config.eval.batch_size
   run = lambda fn, *arrays: metrics.batched(fn, arrays, bs)
-  recon = run(lambda a: codec.decode(params, codec.encode(params, a, None)),
-              x[:num])
+  recon = run(lambda a: codec.reconstruct(params, a), x[:num])
   rows = [('input', x[:num]), ('reconstruction', recon)]
   for l, name in enumerate(config.data.labels):
     i0 = np.flatnonzero(labels[:, l] == 0)[:num]
@@ -74,17 +93,7 @@ def preview_grid(codec, params, config, num: int = 8,
     k = min(len(i0), len(i1))
     if not k:
       continue
-    i0, i1 = i0[:k], i1[:k]
-    plus, minus = evaluation.swap_fakes(codec, params, batch, l, i0, i1, bs)
-    rows += [(f'x ({name}=0)', x[i0]), (f'x ({name}=1)', x[i1]),
-             (f'fake+ {name}', plus)]
-    if 'factors' in batch:
-      rows.append((f'ideal+ {name}', evaluation.ideal_swaps(
-          batch['factors'], i0, i1, name, x.shape[1])))
-    rows.append((f'fake- {name}', minus))
-    if 'factors' in batch:
-      rows.append((f'ideal- {name}', evaluation.ideal_swaps(
-          batch['factors'], i1, i0, name, x.shape[1])))
+    rows += swap_rows(codec, params, batch, l, name, i0[:k], i1[:k], bs)
   return image_grid(rows, scale=max(1, 96 // x.shape[1]))
 
 

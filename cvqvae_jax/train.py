@@ -7,6 +7,7 @@ evaluation.py).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -29,6 +30,7 @@ from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
 from cvqvae_jax import paths
 from cvqvae_jax import previews
+from cvqvae_jax import profiling
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
@@ -83,6 +85,39 @@ def temperatures(step, objective) -> tuple[jax.Array, jax.Array]:
       step, objective.z_temperature_start, objective.z_temperature_end,
       objective.z_temperature_anneal_steps)
   return y_t, z_t
+
+
+LR_SCHEDULES = ('constant', 'cosine')
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict):
+  """config.learning_rate, constant or with warm-up and cosine decay."""
+  if config.lr_schedule not in LR_SCHEDULES:
+    raise ValueError(f'lr_schedule must be one of {LR_SCHEDULES}, got '
+                     f'{config.lr_schedule!r}.')
+  if config.lr_schedule == 'constant':
+    return config.learning_rate
+  # The optimizer of a stage two starts counting at its own first step.
+  steps = config.num_train_steps - (two_step.stage_one_steps(config)
+                                    if two_step.has_stage_one(config) else 0)
+  return optax.warmup_cosine_decay_schedule(
+      0.0, config.learning_rate, config.warmup_steps,
+      max(steps, config.warmup_steps + 1))
+
+
+def create_optimizer(config: ml_collections.ConfigDict
+                     ) -> optax.GradientTransformation:
+  """Adam; with freeze_steps, C_phi and the tokens get no update (and their
+  Adam moments do not move) during the first freeze_steps steps."""
+  adam = optax.adam(learning_rate_schedule(config))
+  if not (config.freeze_steps and two_step.is_stage_two(config)):
+    return adam
+  frozen_first = optax.transforms.conditionally_mask(
+      optax.adam(learning_rate_schedule(config)),
+      lambda count: count >= config.freeze_steps)
+  return optax.multi_transform(
+      {two_step.TRAINED: adam, two_step.TRANSFERRED: frozen_first},
+      two_step.param_labels)
 
 
 def loss_fn(params, batch, rng, step, *, model, objective):
@@ -177,15 +212,32 @@ def _write_config(workdir: str, config) -> None:
       config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def _build(config: ml_collections.ConfigDict):
-  """Mesh, model, state initialiser and the state's abstract shape with
-  shardings (for jit and for restoring checkpoints)."""
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """Everything a run derives from its config before it touches data.
+
+  mesh: the device mesh; model: the Flax module; init: rng -> TrainState;
+  abstract_state: the state's ShapeDtypeStructs with shardings (for jit and
+  for restoring checkpoints); state_sharding / batch_sharding: where the
+  state and a global batch live; image_shape: (S, S, C).
+  """
+  mesh: jax.sharding.Mesh
+  model: Any
+  init: Any
+  abstract_state: Any
+  state_sharding: Any
+  batch_sharding: Any
+  image_shape: tuple[int, ...]
+
+
+def build(config: ml_collections.ConfigDict) -> Setup:
+  """The mesh, model, state initialiser and shardings of `config`."""
   mesh = sharding.create_mesh(config.mesh_shape, config.mesh_axes)
   sharding.check_batch_size(config.batch_size, mesh)
-  image_shape = pipeline.image_shape(config.data)
+  image_shape = tuple(pipeline.image_shape(config.data))
   model = create_model(config, image_shape)
   init = functools.partial(create_train_state, model=model,
-                           tx=two_step.create_optimizer(config),
+                           tx=create_optimizer(config),
                            image_shape=image_shape,
                            num_labels=len(config.data.labels))
   abstract_state = jax.eval_shape(init, jax.random.key(0))
@@ -194,7 +246,26 @@ def _build(config: ml_collections.ConfigDict):
   abstract_state = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
       abstract_state, state_sharding)
-  return mesh, model, init, abstract_state, state_sharding, image_shape
+  return Setup(mesh=mesh, model=model, init=init,
+               abstract_state=abstract_state, state_sharding=state_sharding,
+               batch_sharding=sharding.batch_sharding(mesh),
+               image_shape=image_shape)
+
+
+def jit_init(setup: Setup):
+  """rng -> a fresh TrainState, placed with the state's shardings."""
+  return jax.jit(setup.init, out_shardings=setup.state_sharding)
+
+
+def jit_train_step(setup: Setup, objective: ml_collections.ConfigDict):
+  """train_step compiled for `setup`'s mesh: (state, batch, rng) ->
+  (state, metrics), the state's buffers donated."""
+  replicated = sharding.replicated(setup.mesh)
+  return jax.jit(
+      functools.partial(train_step, model=setup.model, objective=objective),
+      in_shardings=(setup.state_sharding, setup.batch_sharding, replicated),
+      out_shardings=(setup.state_sharding, replicated),
+      donate_argnums=0)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -260,8 +331,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   no samples.png and no summary.
   """
   is_chief = jax.process_index() == 0
-  mesh, model, init, abstract_state, state_sharding, image_shape = _build(
-      config)
+  setup = build(config)
+  model, image_shape = setup.model, setup.image_shape
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   train_iter = iter(pipeline.create_train_dataset(config))
   manager = checkpointing.create_manager(workdir,
@@ -271,49 +342,47 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   from_stage_one = (stage_one is not None and latest is not None
                     and _same_model(described, stage_one, image_shape))
   if latest is not None and not from_stage_one:
-    state = checkpointing.restore(manager, abstract_state, train_iter,
+    state = checkpointing.restore(manager, setup.abstract_state, train_iter,
                                   description)
     logging.info('Resumed from %s at step %d.', manager.directory,
                  int(state.step))
   else:
-    state = jax.jit(init, out_shardings=state_sharding)(init_rng)
+    state = jit_init(setup)(init_rng)
     init_from = workdir if from_stage_one else config.init_from
     if init_from:  # Stage two (paper 2.4); not again on resume.
       state = state.replace(params=two_step.initialise_from(
-          init_from, state.params, abstract_state.params,
+          init_from, state.params, setup.abstract_state.params,
           workdir if is_chief else None))
     if getattr(model, 'codebook_init', None) == 'data':
       first = sharding.put_batch(
           next(iter(pipeline.create_train_dataset(config))),
-          sharding.batch_sharding(mesh))
+          setup.batch_sharding)
       state = state.replace(params=jax.jit(functools.partial(
           init_codebook_from_data, model=model))(
               state.params, first, jax.random.fold_in(init_rng, 1)))
     if from_stage_one:  # One step count for both stages.
       state = state.replace(step=latest)
-    state = jax.device_put(state, state_sharding)
+    state = jax.device_put(state, setup.state_sharding)
   logging.info('Parameters: %s', _param_overview(state.params))
   start_step = int(state.step)
   writer = metric_writers.MetricWriter(workdir, start_step, enabled=is_chief)
 
-  batch_sharding = sharding.batch_sharding(mesh)
-  p_train_step = jax.jit(
-      functools.partial(train_step, model=model, objective=config.objective),
-      in_shardings=(state_sharding, batch_sharding,
-                    sharding.replicated(mesh)),
-      out_shardings=(state_sharding, sharding.replicated(mesh)),
-      donate_argnums=0)
+  p_train_step = jit_train_step(setup, config.objective)
 
   codec = evaluation.Codec(model)
   guard = checkpointing.PreemptionGuard(manager)
+  trace = profiling.StepTrace(workdir, config.get('profile_steps', (0, 0)),
+                              enabled=is_chief)
   progress = metric_writers.Progress(config.num_train_steps)
   history: list[tuple[int, dict]] = []
   last_rate = 0.0
   if start_step < config.num_train_steps:
     logging.info('Compiling the train step (the first step waits for it)...')
   for step in range(start_step + 1, config.num_train_steps + 1):
-    batch = sharding.put_batch(next(train_iter), batch_sharding)
+    trace.before(step)
+    batch = sharding.put_batch(next(train_iter), setup.batch_sharding)
     state, metrics = p_train_step(state, batch, step_rng)
+    trace.after(step, metrics)
     history.append((step, metrics))
     if step == start_step + 1:
       progress.start(step)  # Rates exclude compilation.
@@ -333,15 +402,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       history = []
     if (config.eval_every_steps and step % config.eval_every_steps == 0
         and not is_last):  # Learning curves of the held-out numbers.
-      curve = evaluation.evaluate(state.params, model, config, codec,
+      curve = evaluation.evaluate(_local(state.params), model, config, codec,
                                   num_examples=config.eval.curve_examples)
       writer.write(step, curve)
       logging.info('Held-out at step %d (%d examples): %s', step,
                    config.eval.curve_examples, _brief(curve))
     if (is_chief and config.get('sample_every_steps')
         and step % config.sample_every_steps == 0):  # Pictures on the way.
-      previews.write_step_samples(workdir, codec, state.params, config, step,
-                                  writer)
+      previews.write_step_samples(workdir, codec, _local(state.params),
+                                  config, step, writer)
     preempted = guard.should_stop(step)
     if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       _check_finite(jax.device_get(history), manager)
@@ -349,21 +418,28 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
     if preempted:
       manager.wait_until_finished()
       guard.close()
+      trace.close()
       writer.close()
-      print(f'Preempted: saved step {step} in {manager.directory}; run the '
-            'same command again to continue.', flush=True)
+      if is_chief:
+        print(f'Preempted: saved step {step} in {manager.directory}; run '
+              'the same command again to continue.', flush=True)
       return None
   manager.wait_until_finished()
   manager.close()
   guard.close()
+  trace.close()
 
-  results = evaluation.evaluate(state.params, model, config, codec)
+  # Every process computes the same numbers on the whole test split (a
+  # deterministic evaluation on its own copy of the parameters); process 0
+  # writes them.
+  results = evaluation.evaluate(_local(state.params), model, config, codec)
   if is_chief:
     if int(state.step) > start_step:  # Not again for an already-finished run.
       writer.write(int(state.step), {**results,
                                      'steps_per_second': last_rate})
     if final:
-      preview = previews.write_preview(workdir, codec, state.params, config)
+      preview = previews.write_preview(workdir, codec, _local(state.params),
+                                       config)
       print(_summary(workdir, int(state.step), results, preview,
                      two_step.variant(config)), flush=True)
     else:
@@ -372,6 +448,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
                    _brief(results))
   writer.close()
   return results
+
+
+def _local(tree):
+  """This process's copy of replicated global arrays, so that evaluation
+  (jit on host batches) runs on one local device when there are several
+  processes; with one process, `tree` itself."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
 
 def _brief(results: dict) -> str:
@@ -402,13 +487,20 @@ def _summary(workdir: str, step: int, results: dict, preview: str,
 def run_offline(mode: str, config: ml_collections.ConfigDict,
                 workdir: str) -> dict[str, Any]:
   """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
+  if jax.process_count() > 1:
+    raise ValueError(
+        f'--mode={mode} runs in one process (it reads the whole test split '
+        'and trains and caches the classifiers in WORKDIR/classifier/): '
+        f'start it without --distributed; {jax.process_count()} processes '
+        'were started.')
   workdir = paths.absolute(workdir)
-  _, model, _, abstract_state, _, image_shape = _build(config)
+  setup = build(config)
+  model = setup.model
   # Parameters only: the optimizer state (which depends on freeze_steps) is
   # not needed to evaluate.
   flat, source = checkpointing.restore_params(
-      workdir, abstract_state.params,
-      description=model_description(config, image_shape))
+      workdir, setup.abstract_state.params,
+      description=model_description(config, setup.image_shape))
   params = checkpointing.unflatten(flat)
   if mode == 'evaluate':
     results = evaluation.paper_evaluation(params, model, config, workdir,

@@ -11,10 +11,9 @@ Every model names C_phi `feature_net` and its tokens `tokens_i` /
 both stages. `config.init_from` names the stage-one workdir; the rest of the
 stage-two parameters start from their usual initialisation.
 
-The freeze is part of the optimizer, not a branch in the train step: an
-optax.multi_transform gives the transferred parameters an Adam that is
-masked (zero updates, Adam state untouched) for its first `freeze_steps`
-updates.
+The freeze is part of the optimizer (train.create_optimizer), not a branch
+in the train step: param_labels() marks the transferred parameters, which
+get an Adam that is masked for its first `freeze_steps` updates.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from absl import logging
 from etils import epath
 import jax
 import ml_collections
-import optax
 
 from cvqvae_jax import checkpointing
 from cvqvae_jax import paths
@@ -67,38 +65,6 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
                            == paths.absolute(workdir)):
     raise ValueError('init_from names the workdir of this very run; it must '
                      'name the stage-one workdir.')
-
-
-LR_SCHEDULES = ('constant', 'cosine')
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict):
-  """config.learning_rate, constant or with warm-up and cosine decay."""
-  if config.lr_schedule not in LR_SCHEDULES:
-    raise ValueError(f'lr_schedule must be one of {LR_SCHEDULES}, got '
-                     f'{config.lr_schedule!r}.')
-  if config.lr_schedule == 'constant':
-    return config.learning_rate
-  # The optimizer of a stage two starts counting at its own first step.
-  steps = config.num_train_steps - (stage_one_steps(config)
-                                    if has_stage_one(config) else 0)
-  return optax.warmup_cosine_decay_schedule(
-      0.0, config.learning_rate, config.warmup_steps,
-      max(steps, config.warmup_steps + 1))
-
-
-def create_optimizer(config: ml_collections.ConfigDict
-                     ) -> optax.GradientTransformation:
-  """Adam; with freeze_steps, C_phi and the tokens get no update (and their
-  Adam moments do not move) during the first freeze_steps steps."""
-  adam = optax.adam(learning_rate_schedule(config))
-  if not (config.freeze_steps and is_stage_two(config)):
-    return adam
-  frozen_first = optax.transforms.conditionally_mask(
-      optax.adam(learning_rate_schedule(config)),
-      lambda count: count >= config.freeze_steps)
-  return optax.multi_transform({TRAINED: adam, TRANSFERRED: frozen_first},
-                               param_labels)
 
 
 def _group(paths) -> list[str]:

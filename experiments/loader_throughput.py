@@ -27,7 +27,6 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
 from configs import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cvqvae_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position

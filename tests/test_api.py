@@ -43,9 +43,10 @@ def test_samples_during_training_go_to_files_and_tensorboard(trained):
 
 def _state_params(workdir, config):
   manager = checkpointing.create_manager(workdir, 2)
-  _, _, _, abstract, _, shape = train._build(config)  # pylint: disable=protected-access
-  state = checkpointing.restore(manager, abstract, None,
-                                train.model_description(config, shape))
+  setup = train.build(config)
+  state = checkpointing.restore(
+      manager, setup.abstract_state, None,
+      train.model_description(config, setup.image_shape))
   manager.close()
   return int(state.step), state.params
 

@@ -85,3 +85,42 @@ def test_interpolation_scaling_and_difference_map_take_and_give_images():
   zeros = jnp.zeros_like(labels)
   _, _, none = manipulate.difference_map(model, params, x, 0, zeros)
   np.testing.assert_allclose(none, 0.0, atol=1e-6)
+
+
+def test_swap_label_moves_several_labels_at_once():
+  base, donor = _codes(1.0, [[0, 0], [0, 1]]), _codes(2.0, [[1, 1], [1, 0]])
+  both = manipulate.swap_label(base, donor, (0, 1))
+  one_then_other = manipulate.swap_label(manipulate.swap_label(base, donor, 0),
+                                         donor, 1)
+  for key in ('y', 'z_q'):
+    np.testing.assert_array_equal(both[key], one_then_other[key])
+  np.testing.assert_array_equal(both['y'], donor['y'])
+  for got, want in zip(both['c'], donor['c']):
+    np.testing.assert_array_equal(got, want)
+
+
+def test_codec_matches_the_pure_functions():
+  model, params, x, labels = _tiny_model_and_params()
+  codec = manipulate.Codec(model)
+  x2, labels2 = x[::-1], jnp.array([[0, 1], [1, 0]])
+  np.testing.assert_allclose(
+      codec.swap(params, x, x2, labels, labels2, (0, 1)),
+      manipulate.swap(model, params, x, x2, (0, 1), labels, labels2),
+      atol=1e-5)
+  codes = manipulate.encode(model, params, x, labels)
+  np.testing.assert_allclose(
+      codec.set_label(params, x, labels, 0, 0),
+      manipulate.decode(model, params, manipulate.set_label(codes, 0, 0)),
+      atol=1e-5)
+  np.testing.assert_allclose(codec.reconstruct(params, x, labels),
+                             manipulate.decode(model, params, codes),
+                             atol=1e-5)
+  recon, without, diff = codec.difference(params, x, 0, labels=labels)
+  np.testing.assert_allclose(without, codec.set_label(params, x, labels, 0, 0),
+                             atol=1e-5)
+  assert diff.shape == (2, 16, 16)
+  frames = codec.interpolate(params, x, x2, 1, jnp.array([0.0, 1.0]),
+                             labels1=labels, labels2=labels)
+  np.testing.assert_allclose(frames[0], recon, atol=1e-5)
+  scaled = codec.scale(params, x, 1, jnp.array([1.0]), labels=labels)
+  np.testing.assert_allclose(scaled[0], recon, atol=1e-5)

@@ -69,17 +69,6 @@ def test_frechet_distance_is_zero_for_identical_and_symmetric():
       0.0, abs=1e-6)
 
 
-def test_statistics_accumulator_matches_numpy():
-  rng = np.random.default_rng(1)
-  x = rng.normal(size=(37, 5)) * 3 + 2
-  acc = metrics.StatisticsAccumulator()
-  for chunk in np.array_split(x, 4):
-    acc.update(chunk)
-  mu, sigma = acc.result()
-  np.testing.assert_allclose(mu, x.mean(0), rtol=1e-12)
-  np.testing.assert_allclose(sigma, np.cov(x, rowvar=False), rtol=1e-10)
-
-
 def test_oracle_error_of_the_ideal_render_is_zero():
   from cvqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
   from cvqvae_jax.data import pipeline  # pylint: disable=g-import-not-at-top

@@ -398,8 +398,11 @@ def test_paper_config_trains_in_process(data, tmp_path, name):
   records = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
   assert [r['step'] for r in records if 'loss' in r] == [1, 2]
   assert all(np.isfinite(r['loss']) for r in records if 'loss' in r)
-  for label in config.data.labels:
-    assert 0.0 <= results[f'eval_accuracy_{label}'] <= 1.0
+  final = [r for r in records if 'eval_reconstruction_mse' in r][-1]
+  assert final['step'] == 2
+  for label in config.data.labels:  # Returned as logged.
+    assert results[f'eval_accuracy_{label}'] == pytest.approx(
+        final[f'eval_accuracy_{label}'])
 
 
 def _cli(config, workdir, *flags):
@@ -441,5 +444,5 @@ def test_csv_of_grey_images_of_mixed_sizes_trains(data, tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path))
   assert json.load(open(tmp_path / 'config.json'))['data']['channels'] == 0
   assert set(results) >= {'eval_accuracy_tumour', 'eval_accuracy_stained'}
-  _, _, _, _, _, shape = train._build(config)  # pylint: disable=protected-access
+  shape = train.build(config).image_shape
   assert shape == (16, 16, 1)

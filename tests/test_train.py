@@ -14,6 +14,7 @@ from cvqvae_jax import checkpointing
 from cvqvae_jax import inception
 from cvqvae_jax import metrics
 from cvqvae_jax import train
+from cvqvae_jax.data import pipeline
 
 from conftest import ROOT, subprocess_env, tiny_config
 
@@ -25,9 +26,10 @@ def _records(workdir):
 
 def _params(workdir, config):
   manager = checkpointing.create_manager(workdir, 2)
-  _, _, _, abstract, _, shape = train._build(config)  # pylint: disable=protected-access
-  state = checkpointing.restore(manager, abstract, None,
-                                train.model_description(config, shape))
+  setup = train.build(config)
+  state = checkpointing.restore(manager, setup.abstract_state, None,
+                                train.model_description(config,
+                                                        setup.image_shape))
   return int(state.step), state.params
 
 
@@ -49,15 +51,33 @@ def trained(tmp_path_factory):
 
 
 def test_workdir_contract(trained):
-  workdir, results, _ = trained
+  workdir, results, after_first = trained
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '6']
   config = json.load(open(os.path.join(workdir, 'config.json')))
   assert config['model']['name'] == 'cvqvae'
   assert config['num_train_steps'] == 6
   assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
   assert os.path.getsize(os.path.join(workdir, 'samples.png')) > 1000
-  assert 0.0 <= results['eval_accuracy_glasses'] <= 1.0
   assert 0.0 < results['eval_reconstruction_mse'] < 4.0
+  # What the first run returned is what it logged at its last step.
+  final = [r for r in after_first if 'eval_accuracy_glasses' in r][-1]
+  assert final['step'] == 4
+  for key, value in results.items():
+    np.testing.assert_allclose(final[key], value, rtol=1e-6, err_msg=key)
+
+
+def _independent_accuracies(config, params, label: int):
+  """(balanced accuracy, accuracy) of argmax q(y|x) for one label on the
+  evaluated test images, computed here from scratch."""
+  model = train.build(config).model
+  batch = next(iter(pipeline.create_eval_dataset(
+      config, 'test', batch_size=config.eval.num_examples)))
+  logits, _ = model.apply({'params': params}, batch['image'],
+                          method='classify')
+  pred = np.argmax(np.asarray(logits)[:, label], -1)
+  y = batch['label'][:, label]
+  recalls = [np.mean(pred[y == v] == v) for v in (0, 1) if (y == v).any()]
+  return float(np.mean(recalls)), float(np.mean(pred == y))
 
 
 class _StubFIDFeatures:
@@ -86,9 +106,14 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
   assert set(results['labels']) == {'glasses', 'smile'}
   record = [r for r in _records(workdir)
             if 'eval_glasses_oracle_swap_mse_plus' in r][-1]
-  for name, row in results['labels'].items():
-    for key in ('bca', 'sr_plus', 'sr_minus', 'classifier_accuracy'):
-      assert 0.0 <= row[key] <= 1.0, (name, key)
+  _, params = _params(workdir, _one_stage(num_train_steps=6))
+  for l, (name, row) in enumerate(results['labels'].items()):
+    bca, accuracy = _independent_accuracies(config, params, l)
+    np.testing.assert_allclose([row['bca'], row['accuracy']],
+                               [bca, accuracy], rtol=1e-6)
+    for key in ('sr_plus', 'sr_minus'):  # Shares of num_pairs fakes.
+      count = row[key] * row['num_pairs']
+      assert abs(count - round(count)) < 1e-4, (name, key, row[key])
     assert row['cfd'] >= 0 and row['classifier_fd'] >= 0
     assert row['fid'] is None  # No Inception weights configured.
     # The same parameters and pairs as the step-6 evaluation of training.

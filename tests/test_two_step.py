@@ -27,7 +27,7 @@ def test_optimizer_freezes_only_the_transferred_params():
   params = {'feature_net': {'head': {'kernel': jnp.ones((2, 2))}},
             'encoder': {'tokens_0': {'table': jnp.ones((3,))},
                         'block_0': {'conv_1': {'kernel': jnp.ones((3,))}}}}
-  tx = two_step.create_optimizer(config)
+  tx = train.create_optimizer(config)
   opt_state = tx.init(params)
   grads = jax.tree.map(jnp.ones_like, params)
   update = jax.jit(tx.update)
@@ -54,7 +54,7 @@ def test_optimizer_freezes_only_the_transferred_params():
 def test_without_freeze_steps_the_optimizer_is_plain_adam():
   config = tiny_config(init_from='stage_one', freeze_steps=0)
   params = {'feature_net': {'w': jnp.ones(2)}}
-  state = two_step.create_optimizer(config).init(params)
+  state = train.create_optimizer(config).init(params)
   assert jax.tree.structure(state) == jax.tree.structure(
       optax.adam(1.0).init(params))
 
@@ -91,7 +91,8 @@ def test_stage_two_starts_from_stage_one_and_thaws_after_freeze_steps(
   config = _stage_two_config(stage_one)
   train.train_and_evaluate(config, workdir)
 
-  _, _, _, abstract, _, image_shape = train._build(config)  # pylint: disable=protected-access
+  setup = train.build(config)
+  abstract, image_shape = setup.abstract_state, setup.image_shape
   stage_one_params, _ = checkpointing.restore_params(
       stage_one, abstract.params, select=two_step.is_transferred)
   manager = checkpointing.create_manager(workdir, 10)
@@ -125,7 +126,7 @@ def test_stage_two_starts_from_stage_one_and_thaws_after_freeze_steps(
 
 def test_stage_one_that_does_not_fit_names_the_paths_and_shapes(stage_one):
   config = _stage_two_config(stage_one, **{'model.num_features': 5})
-  _, _, _, abstract, _, _ = train._build(config)  # pylint: disable=protected-access
+  abstract = train.build(config).abstract_state
   with pytest.raises(checkpointing.CheckpointMismatchError) as error:
     two_step.initialise_from(stage_one, abstract.params, abstract.params)
   message = str(error.value)
@@ -135,7 +136,7 @@ def test_stage_one_that_does_not_fit_names_the_paths_and_shapes(stage_one):
   assert "model 'cgvae'" in message and 'N_c 3' in message
 
   config = _stage_two_config(stage_one, **{'data.labels': ('glasses',)})
-  _, _, _, abstract, _, _ = train._build(config)  # pylint: disable=protected-access
+  abstract = train.build(config).abstract_state
   with pytest.raises(checkpointing.CheckpointMismatchError,
                      match=r'encoder/tokens_0/table: checkpoint \(2, 2, 16, '
                      r'16\), model \(1, 2, 16, 16\)'):
@@ -144,7 +145,7 @@ def test_stage_one_that_does_not_fit_names_the_paths_and_shapes(stage_one):
 
 def test_missing_stage_one_names_the_path_it_looked_in(tmp_path):
   config = _stage_two_config(str(tmp_path / 'nowhere'))
-  _, _, _, abstract, _, _ = train._build(config)  # pylint: disable=protected-access
+  abstract = train.build(config).abstract_state
   with pytest.raises(FileNotFoundError,
                      match=str(tmp_path / 'nowhere' / 'checkpoints')):
     two_step.initialise_from(config.init_from, abstract.params,
@@ -181,7 +182,11 @@ def test_cli_trains_f_from_a_d_workdir(stage_one, tmp_path):
     results = json.load(f)
   assert results['model'] == 'cgvae2' and results['step'] == 2
   assert set(results['labels']) == {'glasses', 'smile'}
-  assert 0.0 <= results['labels']['glasses']['bca'] <= 1.0
+  row = results['labels']['glasses']
+  assert row['num_pairs'] == 8 and set(row) >= {'bca', 'sr_plus', 'cfd'}
+  for key in ('sr_plus', 'sr_minus'):  # Shares of num_pairs fakes.
+    count = row[key] * row['num_pairs']
+    assert abs(count - round(count)) < 1e-4, (key, row[key])
 
   missing = str(tmp_path / 'no_stage_one')
   proc = main(f'--workdir={tmp_path / "e"}', f'--config.init_from={missing}')
@@ -267,7 +272,7 @@ def test_freeze_steps_applies_to_a_stage_two_only(overrides):
   config = tiny_config(**overrides)
   assert config.freeze_steps == 300 and not two_step.is_stage_two(config)
   params = {'feature_net': {'w': jnp.ones(2)}, 'decoder': {'w': jnp.ones(2)}}
-  tx = two_step.create_optimizer(config)
+  tx = train.create_optimizer(config)
   updates, _ = tx.update({'feature_net': {'w': jnp.ones(2)},
                           'decoder': {'w': jnp.ones(2)}}, tx.init(params))
   assert float(jnp.abs(updates['feature_net']['w']).min()) > 0.0
@@ -314,7 +319,8 @@ def test_variants_a_and_b_train_a_few_steps(name):
   """A and B through the real pipeline and train step (C, D, E and F are
   trained by the tests above and in test_train)."""
   config = tiny_config(**{'model.name': name})
-  _, model, init, _, _, _ = train._build(config)  # pylint: disable=protected-access
+  setup = train.build(config)
+  model, init = setup.model, setup.init
   state = jax.jit(init)(jax.random.key(0))
   step = jax.jit(functools.partial(train.train_step, model=model,
                                    objective=config.objective))

@@ -99,16 +99,21 @@ def local_batch_size(global_batch: int) -> int:
 def create_train_dataset(config: ml_collections.ConfigDict):
   """Infinite, shuffled, batched training stream for this process.
 
+  One seeded shuffle of the whole split, cut into global batches; process p
+  of P reads only its part p of each (the lazy batches p, p + P, ... of
+  size batch_size / P), which make_array_from_process_local_data puts
+  together in process order. So the global batches, and the losses, do not
+  depend on the number of processes.
+
   Returns a grain IterDataset; its iterator's state goes into checkpoints.
   """
   source = create_source(config.data, 'train')
   mask = supervision_mask(len(source), config.data.supervision_rate,
                           config.data.seed)
-  ds = grain.MapDataset.source(source)
-  ds = ds[jax.process_index()::jax.process_count()]
-  ds = (ds.seed(config.seed).shuffle().repeat()
+  ds = (grain.MapDataset.source(source).seed(config.seed).shuffle().repeat()
         .map(_AddSupervision(mask, keep_factors=False))
         .batch(local_batch_size(config.batch_size), drop_remainder=True))
+  ds = ds[jax.process_index()::jax.process_count()]
   it_ds = ds.to_iter_dataset(_read_options(config.data))
   if config.data.worker_count > 0:
     it_ds = it_ds.mp_prefetch(

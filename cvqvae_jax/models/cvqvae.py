@@ -240,7 +240,7 @@ class CVQVAE(ConditionalVAE):
   codebook_init_scale: float = 1.0
   # Which code the codebook and commitment terms pull towards: the 'sample'
   # that fed the decoder (z_q, paper 2.3) or the 'nearest' one ([18]).
-  vq_target: str = 'sample'
+  vq_target: str = 'nearest'
   # 1 / temperature of Eq. 4: q(z_ij = k) = softmax_k(-s ||z_e,ij - e_k||).
   # s = 1 is the paper's formula; docs/model.md says why the default is not.
   distance_scale: float = 1.0

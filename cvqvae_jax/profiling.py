@@ -1,0 +1,82 @@
+"""A jax.profiler trace of chosen training steps (config.profile_steps).
+
+The trace goes to WORKDIR/profile/ and opens in TensorBoard's profile plugin
+(`tensorboard --logdir WORKDIR/profile`) or in Perfetto (the .trace.json.gz
+file). Only process 0 traces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from absl import logging
+import jax
+
+
+def profile_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'profile')
+
+
+def parse_steps(steps) -> tuple[int, int] | None:
+  """(first, last) of config.profile_steps, or None when it is (0, 0)."""
+  try:
+    first, last = (int(s) for s in steps)
+  except (TypeError, ValueError):
+    first = last = -1
+  if (first, last) == (0, 0):
+    return None
+  if not 1 <= first <= last:
+    raise ValueError(
+        f'config.profile_steps must be (first, last) training steps with '
+        f'1 <= first <= last, or (0, 0) for no trace; got {steps!r}.')
+  return first, last
+
+
+class StepTrace:
+  """Starts a trace before step `first` and stops it after step `last`;
+  each traced step is marked (TensorBoard's step view).
+
+  A run resumed past `first` is not traced. The first step of a run
+  compiles: trace later steps to see the step itself.
+  """
+
+  def __init__(self, workdir: str, steps, enabled: bool = True):
+    self._steps = parse_steps(steps)
+    self._dir = profile_dir(workdir)
+    self._enabled = enabled and self._steps is not None
+    self._active = False
+    self._annotation = None
+
+  def before(self, step: int) -> None:
+    """Call before step `step` is dispatched."""
+    if self._enabled and step == self._steps[0]:
+      os.makedirs(self._dir, exist_ok=True)
+      jax.profiler.start_trace(self._dir)
+      self._active = True
+      logging.info('Tracing steps %d-%d into %s.', *self._steps, self._dir)
+    if self._active:
+      self._annotation = jax.profiler.StepTraceAnnotation('train',
+                                                          step_num=step)
+      self._annotation.__enter__()
+
+  def after(self, step: int, outputs) -> None:
+    """Call after step `step` is dispatched, with its outputs."""
+    if not self._active:
+      return
+    if step == self._steps[1]:
+      jax.block_until_ready(outputs)  # The last step's work in the trace.
+    self._annotation.__exit__(None, None, None)
+    self._annotation = None
+    if step == self._steps[1]:
+      self.close()
+
+  def close(self) -> None:
+    if self._annotation is not None:
+      self._annotation.__exit__(None, None, None)
+      self._annotation = None
+    if self._active:
+      jax.profiler.stop_trace()
+      self._active = False
+      logging.info('Wrote the profile of steps %d-%d to %s.', *self._steps,
+                   self._dir)
