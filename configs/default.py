@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Held-out numbers every N steps on eval.curve_examples test images
   # (learning curves in metrics.jsonl; 0: only at the end).
   config.eval_every_steps = 500
+  # Reconstructions and swaps of held-out images every N steps, in
+  # WORKDIR/samples/step_N.png and TensorBoard (0: only samples.png at the end).
+  config.sample_every_steps = 500
   config.max_checkpoints_to_keep = 2
   # jax.profiler trace of training steps (first, last) into WORKDIR/profile/
   # (TensorBoard's profile plugin, Perfetto); (0, 0): off.

@@ -26,6 +26,7 @@ def get_config(dataset: str, labels: tuple[str, ...]):
   config.log_every_steps = 500
   config.checkpoint_every_steps = 5_000
   config.eval_every_steps = 5_000       # learning curves (held-out numbers)
+  config.sample_every_steps = 5_000     # samples/step_N.png and TensorBoard
   # Two-step training (paper 2.4): stage one (D) takes stage_one.share of
   # the steps, as in configs/default.py; C_phi and the tokens then stay
   # frozen for the first freeze_steps of stage two (not given by the paper).

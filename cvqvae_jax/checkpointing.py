@@ -10,10 +10,12 @@ import threading
 from typing import Any, Callable, Mapping
 
 from absl import logging
-
+from etils import epath
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from cvqvae_jax import paths
 
 STATE, DATA, MODEL = 'state', 'data', 'model'
 
@@ -23,7 +25,7 @@ class CheckpointMismatchError(ValueError):
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+  return paths.join(workdir, 'checkpoints')
 
 
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -158,7 +160,7 @@ def restore_params(workdir: str, abstract_params: Any,
   CheckpointMismatchError naming every field or wanted path that differs.
   """
   directory = checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     raise FileNotFoundError(
         f'No checkpoints in {directory}: expected the --workdir of a '
         'training run, which holds checkpoints/ (train first, with '
@@ -251,3 +253,22 @@ class PreemptionGuard:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None
+
+
+def read_latest_description(workdir: str
+                            ) -> tuple[int | None, dict[str, Any] | None]:
+  """(latest step, its model description) of a workdir's checkpoints, read
+  only; (None, None) when it has none."""
+  directory = checkpoint_dir(workdir)
+  if not epath.Path(directory).is_dir():
+    return None, None
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers={MODEL: ocp.JsonCheckpointHandler()})
+  step = manager.latest_step()
+  described = None
+  if step is not None:
+    described = manager.restore(step, args=ocp.args.Composite(
+        **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+  manager.close()
+  return step, described

@@ -18,12 +18,11 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
-import shutil
 import time
 from typing import Any
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,6 +31,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from cvqvae_jax import metrics
+from cvqvae_jax import paths
 from cvqvae_jax import resnet
 from cvqvae_jax.data import pipeline
 
@@ -56,7 +56,7 @@ def cache_dir(workdir: str, description: dict[str, Any]) -> str:
   digest = hashlib.sha256(json.dumps(description, sort_keys=True)
                           .encode()).hexdigest()[:10]
   name = f"{description['label']}-{description['architecture']}-{digest}"
-  return os.path.join(os.path.abspath(workdir), 'classifier', name)
+  return paths.join(workdir, 'classifier', name)
 
 
 @dataclasses.dataclass
@@ -201,8 +201,8 @@ def _manager(directory: str) -> ocp.CheckpointManager:
 
 
 def _save(directory, variables, meta) -> None:
-  if os.path.isdir(directory):  # A stale or foreign cache: replace it.
-    shutil.rmtree(directory)
+  if epath.Path(directory).is_dir():  # A stale or foreign cache: replace it.
+    epath.Path(directory).rmtree()
   manager = _manager(directory)
   manager.save(0, args=ocp.args.Composite(
       variables=ocp.args.StandardSave(variables),
@@ -213,7 +213,7 @@ def _save(directory, variables, meta) -> None:
 
 def _restore(directory, description, abstract):
   """(variables, meta) of a matching cached classifier, else None."""
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     return None
   manager = _manager(directory)
   try:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from typing import Any
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +26,7 @@ from cvqvae_jax import inception
 from cvqvae_jax import leakage
 from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
+from cvqvae_jax import paths
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.data import procedural
 
@@ -294,12 +295,11 @@ def paper_evaluation(params, model, config, workdir: str,
 
 
 def write_results(workdir: str, results: dict[str, Any]) -> str:
-  directory = os.path.join(os.path.abspath(workdir), 'eval')
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, 'results.json')
-  with open(path, 'w') as f:
-    json.dump(results, f, indent=2)
-  return path
+  directory = epath.Path(paths.join(workdir, 'eval'))
+  directory.mkdir(parents=True, exist_ok=True)
+  path = directory / 'results.json'
+  path.write_text(json.dumps(results, indent=2))
+  return str(path)
 
 
 TABLE_COLUMNS = (('bca', 'BCA'), ('sr_plus', 'SR(+)'), ('sr_minus', 'SR(-)'),

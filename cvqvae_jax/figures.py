@@ -16,11 +16,11 @@ The image operations themselves are in manipulate.py.
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
 from cvqvae_jax import manipulate
+from cvqvae_jax import paths
 from cvqvae_jax import previews
 from cvqvae_jax.data import pipeline
 
@@ -42,17 +42,14 @@ def green_overlay(images: np.ndarray, difference: np.ndarray,
 
 
 def _save(grid, directory: str, name: str) -> str:
-  path = os.path.join(directory, name)
-  grid.save(path)
-  return path
+  return previews.save_png(grid, paths.join(directory, name))
 
 
 def write_figures(workdir: str, model, params, config,
                   pool: int = 400) -> dict[str, str]:
   """Writes every figure that the model and labels allow; returns
   {figure name: path}."""
-  directory = os.path.join(os.path.abspath(workdir), 'figures')
-  os.makedirs(directory, exist_ok=True)
+  directory = paths.join(workdir, 'figures')
   batch = next(iter(pipeline.create_eval_dataset(config, 'test',
                                                  batch_size=pool)))
   x, labels = batch['image'], batch['label']

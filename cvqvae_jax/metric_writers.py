@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from typing import Mapping
 
 from absl import logging
+from etils import epath
+
+from cvqvae_jax import paths
 
 
-def truncate_jsonl(path: str, last_step: int) -> int:
+def truncate_jsonl(path, last_step: int) -> int:
   """Drops records with step > last_step (they will be logged again when a
   resumed run replays those steps). Returns how many were dropped."""
-  if not os.path.exists(path):
+  path = epath.Path(path)
+  if not path.exists():
     return 0
-  with open(path) as f:
-    lines = [l for l in f if l.strip()]
+  lines = [l + '\n' for l in path.read_text().splitlines() if l.strip()]
   keep = [l for l in lines if json.loads(l).get('step', 0) <= last_step]
   if len(keep) != len(lines):
-    with open(path + '.tmp', 'w') as f:
-      f.writelines(keep)
-    os.replace(path + '.tmp', path)
+    tmp = path.parent / (path.name + '.tmp')
+    tmp.write_text(''.join(keep))
+    tmp.replace(path)
   return len(lines) - len(keep)
 
 
@@ -30,12 +34,17 @@ class MetricWriter:
   """Appends {'step': s, name: value, ...} to metrics.jsonl and TensorBoard.
 
   Only process 0 writes. `start_step` is the step training resumes from:
-  records after it are removed, and TensorBoard purges later events.
+  records after it are removed, and TensorBoard purges later events. The
+  workdir may be any etils.epath path (local, gs://, ...).
   """
 
   def __init__(self, workdir: str, start_step: int = 0, enabled: bool = True):
     self._enabled = enabled
-    self._path = os.path.join(workdir, 'metrics.jsonl')
+    self._path = epath.Path(workdir) / 'metrics.jsonl'
+    # Object stores cannot append: there the file is rewritten each time.
+    self._append = not paths.is_remote(workdir)
+    self._workdir = epath.Path(workdir)
+    self._staging = None
     self._tb = None
     if not enabled:
       return
@@ -43,27 +52,53 @@ class MetricWriter:
     if dropped:
       logging.info('Dropped %d metric records after step %d (replayed on '
                    'resume).', dropped, start_step)
+    self._lines = ([] if self._append or not self._path.exists()
+                   else [l + '\n' for l in self._path.read_text().splitlines()
+                         if l.strip()])
+    logdir = str(workdir)
+    if not self._append:
+      # tensorboardX's own gs:// and s3:// writers need their cloud SDKs:
+      # events are written locally and copied to the workdir on close().
+      self._staging = tempfile.mkdtemp(prefix='cvqvae_jax_events_')
+      logdir = self._staging
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(logdir=workdir, purge_step=start_step + 1
+      self._tb = SummaryWriter(logdir=logdir, purge_step=start_step + 1
                                if start_step else None)
     except ImportError:
-      logging.warning('tensorboardX is not installed: no event files.')
+      logging.warning('tensorboardX is not installed (pip install '
+                      '"cvqvae_jax[tensorboard]"): no event files.')
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     if not self._enabled:
       return
     record = {'step': int(step), **{k: float(v) for k, v in metrics.items()}}
-    with open(self._path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    line = json.dumps(record) + '\n'
+    if self._append:
+      with self._path.open('a') as f:
+        f.write(line)
+    else:
+      self._lines.append(line)
+      self._path.write_text(''.join(self._lines))
     if self._tb is not None:
       for name, value in metrics.items():
         self._tb.add_scalar(name, float(value), int(step))
+
+  def write_image(self, step: int, name: str, image) -> None:
+    """A uint8 (H, W, 3) image as a TensorBoard image (no-op without
+    tensorboardX)."""
+    if self._enabled and self._tb is not None:
+      self._tb.add_image(name, image, int(step), dataformats='HWC')
 
   def close(self) -> None:
     if self._tb is not None:
       self._tb.flush()
       self._tb.close()
+      self._tb = None
+    if self._staging is not None:
+      for name in os.listdir(self._staging):
+        epath.Path(self._staging, name).copy(self._workdir / name,
+                                              overwrite=True)
 
 
 class Progress:

@@ -1,15 +1,16 @@
-"""A picture at the end of training: reconstructions and label swaps.
+"""Pictures of training: reconstructions and label swaps.
 
-Writes `samples.png`: inputs and their reconstructions, then for each label
+`samples.png` at the end of training, and every config.sample_every_steps
+`samples/step_N.png` (and a TensorBoard image): inputs and their reconstructions, then for each label
 the paper's swap (fake+ = z_0, c_1, y = 1; fake- = z_1, c_0, y = 0), with the
 ideal swap rendered from the generator's factors on the procedural benchmark.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
+from etils import epath
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -72,9 +73,10 @@ def swap_rows(codec, params, batch, label: int, name: str, i0, i1,
           + rows['plus'] + rows['minus'])
 
 
-def write_preview(directory: str, codec, params, config,
-                  num: int = 8, pool: int = 200) -> str:
-  """Writes `directory/samples.png` and returns its path.
+def preview_grid(codec, params, config, num: int = 8,
+                 pool: int = 200) -> Image.Image:
+  """Inputs, reconstructions and each label's swaps (with the ideal swaps on
+  the procedural benchmark) of held-out images, as one labelled grid.
 
   codec: an evaluation.Codec (jitted encode/decode of the model).
   """
@@ -92,7 +94,30 @@ def write_preview(directory: str, codec, params, config,
     if not k:
       continue
     rows += swap_rows(codec, params, batch, l, name, i0[:k], i1[:k], bs)
-  path = os.path.join(directory, 'samples.png')
-  image_grid(rows, scale=max(1, 96 // x.shape[1])).save(path)
-  return path
+  return image_grid(rows, scale=max(1, 96 // x.shape[1]))
 
+
+def save_png(image: Image.Image, path) -> str:
+  """Writes a PNG to a local or remote (etils.epath) path."""
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('wb') as f:
+    image.save(f, format='PNG')
+  return str(path)
+
+
+def write_preview(directory: str, codec, params, config,
+                  num: int = 8, pool: int = 200) -> str:
+  """Writes `directory/samples.png` and returns its path."""
+  return save_png(preview_grid(codec, params, config, num, pool),
+                  epath.Path(directory) / 'samples.png')
+
+
+def write_step_samples(workdir: str, codec, params, config, step: int,
+                       writer=None) -> str:
+  """The preview grid of `step` as WORKDIR/samples/step_N.png and, given a
+  metric_writers.MetricWriter, as the TensorBoard image 'samples'."""
+  grid = preview_grid(codec, params, config)
+  if writer is not None:
+    writer.write_image(step, 'samples', np.asarray(grid))
+  return save_png(grid, epath.Path(workdir) / 'samples' / f'step_{step}.png')

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from absl import logging
+from etils import epath
 import flax
 from flax.training import train_state
 import jax
@@ -27,6 +28,7 @@ from cvqvae_jax import evaluation
 from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
+from cvqvae_jax import paths
 from cvqvae_jax import previews
 from cvqvae_jax import profiling
 from cvqvae_jax import sharding
@@ -200,8 +202,8 @@ def _check_finite(history: list[tuple[int, dict]], manager) -> None:
 
 
 def _write_config(workdir: str, config) -> None:
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  (epath.Path(workdir) / 'config.json').write_text(
+      config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,8 +275,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   stage two has saved a checkpoint.
   """
   two_step.check_config(config, workdir)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.absolute(workdir)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   stage_one = None
   if two_step.has_stage_one(config):
     stage_one = two_step.stage_one_config(config)
@@ -293,7 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def _stage_one_done(workdir: str, stage_one) -> bool:
   """Whether `workdir`'s latest checkpoint is stage one's last step, or
   belongs to stage two."""
-  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+  if not epath.Path(checkpointing.checkpoint_dir(workdir)).is_dir():
     return False
   manager = checkpointing.create_manager(workdir, 1)
   step, described = checkpointing.latest_description(manager)
@@ -368,6 +370,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   progress = metric_writers.Progress(config.num_train_steps)
   history: list[tuple[int, dict]] = []
   last_rate = 0.0
+  if start_step < config.num_train_steps:
+    logging.info('Compiling the train step (the first step waits for it)...')
   for step in range(start_step + 1, config.num_train_steps + 1):
     trace.before(step)
     batch = sharding.put_batch(next(train_iter), setup.batch_sharding)
@@ -397,6 +401,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       writer.write(step, curve)
       logging.info('Held-out at step %d (%d examples): %s', step,
                    config.eval.curve_examples, _brief(curve))
+    if (is_chief and config.get('sample_every_steps')
+        and step % config.sample_every_steps == 0):  # Pictures on the way.
+      previews.write_step_samples(workdir, codec, _local(state.params),
+                                  config, step, writer)
     preempted = guard.should_stop(step)
     if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       _check_finite(jax.device_get(history), manager)
@@ -479,7 +487,7 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
         'and trains and caches the classifiers in WORKDIR/classifier/): '
         f'start it without --distributed; {jax.process_count()} processes '
         'were started.')
-  workdir = os.path.abspath(workdir)
+  workdir = paths.absolute(workdir)
   setup = build(config)
   model = setup.model
   # Parameters only: the optimizer state (which depends on freeze_steps) is
@@ -496,12 +504,12 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
     print(f'Wrote {path}', flush=True)
     return results
   if mode == 'figures':
-    paths = figures.write_figures(workdir, model, params, config)
-    paths['samples'] = previews.write_preview(
-        os.path.join(workdir, 'figures'), evaluation.Codec(model), params,
+    written = figures.write_figures(workdir, model, params, config)
+    written['samples'] = previews.write_preview(
+        paths.join(workdir, 'figures'), evaluation.Codec(model), params,
         config)
-    print('Wrote:\n  ' + '\n  '.join(paths.values()), flush=True)
-    return paths
+    print('Wrote:\n  ' + '\n  '.join(written.values()), flush=True)
+    return written
   raise ValueError(f'Unknown mode {mode!r}.')
 
 

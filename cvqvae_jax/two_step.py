@@ -19,14 +19,15 @@ get an Adam that is masked for its first `freeze_steps` updates.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from absl import logging
+from etils import epath
 import jax
 import ml_collections
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import paths
 
 TRANSFERRED, TRAINED = 'transferred', 'trained'
 INIT_RECORD = 'init_from.json'
@@ -60,8 +61,8 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     raise ValueError(f'stage_one.model must be one of {STAGE_ONE_MODELS} '
                      f"(or '' for one stage), got {config.stage_one.model!r}.")
 
-  if config.init_from and (os.path.abspath(config.init_from)
-                           == os.path.abspath(workdir)):
+  if config.init_from and (paths.absolute(config.init_from)
+                           == paths.absolute(workdir)):
     raise ValueError('init_from names the workdir of this very run; it must '
                      'name the stage-one workdir.')
 
@@ -101,12 +102,11 @@ def initialise_from(init_from: str, params, abstract_params,
       source['step'], source['model'].get('name'),
       '\n  '.join(_group(restored)), '\n  '.join(_group(fresh)))
   if workdir is not None and jax.process_index() == 0:
-    with open(os.path.join(workdir, INIT_RECORD), 'w') as f:
-      json.dump({'init_from': os.path.abspath(init_from),
-                 'checkpoint': f'{source["directory"]}/{source["step"]}',
-                 'stage_one_model': source['model'].get('name'),
-                 'restored': sorted(restored), 'initialised': fresh},
-                f, indent=2)
+    (epath.Path(workdir) / INIT_RECORD).write_text(json.dumps(
+        {'init_from': paths.absolute(init_from),
+         'checkpoint': f'{source["directory"]}/{source["step"]}',
+         'stage_one_model': source['model'].get('name'),
+         'restored': sorted(restored), 'initialised': fresh}, indent=2))
   return checkpointing.unflatten(flat)
 
 
@@ -164,7 +164,7 @@ def variant(config: ml_collections.ConfigDict) -> str:
 
 def finished(workdir: str, num_steps: int) -> bool:
   """Whether `workdir` holds a checkpoint at num_steps or later."""
-  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+  if not epath.Path(checkpointing.checkpoint_dir(workdir)).is_dir():
     return False
   manager = checkpointing.create_manager(workdir, 1)
   latest = manager.latest_step()

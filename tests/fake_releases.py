@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -69,6 +70,31 @@ def make_celeba(root: str, n: int = 60, seed: int = 0,
     for i, f in enumerate(files):
       out.write(f'{f} {i // 3 + 1}\n')
   return {'attributes': dict(zip(names, values.T)), 'files': files}
+
+
+def make_celeba_csv(root: str, n: int = 30, seed: int = 1) -> dict:
+  """The widely mirrored CelebA archive: list_attr_celeba.csv
+  ('image_id,5_o_Clock_Shadow,...' then '000001.jpg,-1,1,...'),
+  list_eval_partition.csv ('image_id,partition') and the images in
+  img_align_celeba/img_align_celeba/; the same data in the text layout
+  goes to root/_txt."""
+  tmp = os.path.join(root, '_txt')
+  made = make_celeba(tmp, n=n, seed=seed)
+  names = list(policies.CELEBA_ATTRIBUTES)
+  os.makedirs(os.path.join(root, 'img_align_celeba'), exist_ok=True)
+  shutil.copytree(os.path.join(tmp, 'img_align_celeba'),
+                  os.path.join(root, 'img_align_celeba', 'img_align_celeba'))
+  values = np.stack([made['attributes'][a] for a in names], 1)
+  with open(os.path.join(root, 'list_attr_celeba.csv'), 'w') as out:
+    out.write('image_id,' + ','.join(names) + '\n')
+    for f, row in zip(made['files'], values):
+      out.write(f + ',' + ','.join(str(int(v)) for v in row) + '\n')
+  with open(os.path.join(tmp, 'list_eval_partition.txt')) as src, open(
+      os.path.join(root, 'list_eval_partition.csv'), 'w') as out:
+    out.write('image_id,partition\n')
+    for line in src:
+      out.write(','.join(line.split()) + '\n')
+  return made
 
 
 def _chexpert_rows(cycles: int, split: str, folder: str) -> list[list[str]]:

@@ -191,6 +191,38 @@ def test_seeded_split_is_80_20_disjoint_and_fixed(data):
                                 np.arange(54, 60))
 
 
+def test_celeba_archive_csv_layout_reads_as_the_txt_release(tmp_path):
+  """list_attr_celeba.csv / list_eval_partition.csv and the archive's
+  img_align_celeba/img_align_celeba/ give the same release as the text
+  files of the same data."""
+  made = fake_releases.make_celeba_csv(str(tmp_path / 'archive'), n=30)
+  txt = sources.load_release(_data_config(
+      'folder', 'celeba', str(tmp_path / 'archive' / '_txt'), ('beard',)))
+  archive = str(tmp_path / 'archive' / 'other')
+  os.makedirs(archive)
+  for name in ('list_attr_celeba.csv', 'list_eval_partition.csv',
+               'img_align_celeba'):
+    os.rename(str(tmp_path / 'archive' / name), os.path.join(archive, name))
+  config = _data_config('folder', 'celeba', archive, ('beard',),
+                        split='release')
+  csv_release = sources.load_release(config)
+  np.testing.assert_array_equal(csv_release.table.labels, txt.table.labels)
+  np.testing.assert_array_equal(
+      csv_release.table.labels[:, 0],
+      made['attributes']['No_Beard'] < 0)  # beard = not No_Beard
+  np.testing.assert_array_equal(csv_release.release_test, txt.release_test)
+  assert csv_release.release_test.sum() == 3  # partition 2: the last 10 %
+  assert all(p.startswith(os.path.join(archive, 'img_align_celeba',
+                                       'img_align_celeba'))
+             for p in csv_release.items)
+  for e in _all(pipeline.create_source(config, 'test')):
+    assert e['image'].shape == (16, 16, 3)
+  bad = tmp_path / 'bad.csv'
+  bad.write_text('image_id,Smiling\n000001.jpg,2\n')
+  with pytest.raises(errors.DatasetFormatError, match='1 or -1'):
+    releases.read_celeba_attributes_csv(str(bad))
+
+
 def test_images_follow_their_labels(data):
   # fake_releases draws a white band on top of every image with y = 1.
   config = _data_config('folder', 'celeba', data['celeba'], ('glasses',),
@@ -269,9 +301,20 @@ def test_unknown_label_columns_list_the_columns(data):
                                       ('tumor',)))
   assert "'tumor'" in str(info.value)
   assert 'path, tumour, stained' in str(info.value)
-  with pytest.raises(errors.DatasetFormatError, match='Pleural Effusion'):
+  assert "Did you mean 'tumour'?" in str(info.value)
+  # CheXpert: the names a label accepts (lower case), and the closest one.
+  with pytest.raises(errors.DatasetFormatError) as info:
     sources.load_release(_data_config('folder', 'chexpert', data['chexpert'],
                                       ('cardiomegally',)))
+  assert "Did you mean 'cardiomegaly'?" in str(info.value)
+  assert 'pleural_effusion' in str(info.value)
+  assert 'Cardiomegaly' not in str(info.value)
+  with pytest.raises(ValueError, match="Did you mean 'folder'"):
+    sources.load_release(_data_config('folders', 'celeba', data['celeba'],
+                                      ('glasses',)))
+  with pytest.raises(ValueError, match="Did you mean 'chexpert'"):
+    sources.load_release(_data_config('folder', 'CheXpret', data['celeba'],
+                                      ('glasses',)))
 
 
 def test_unreadable_image_is_named_or_skipped_and_counted(tmp_path):

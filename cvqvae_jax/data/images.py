@@ -9,9 +9,11 @@ from __future__ import annotations
 import io
 from typing import Union
 
+from etils import epath
 import numpy as np
 from PIL import Image
 
+from cvqvae_jax import paths
 from cvqvae_jax.data import errors
 
 CROPS = ('center', 'none')
@@ -73,6 +75,8 @@ def load(source: ImageInput, name: str, size: int, channels: int,
   if crop not in CROPS:
     raise ValueError(f'data.crop must be one of {CROPS}, got {crop!r}.')
   try:
+    if isinstance(source, str) and paths.is_remote(source):
+      source = epath.Path(source).read_bytes()  # gs://, s3://, ...
     with Image.open(io.BytesIO(source) if isinstance(source, bytes)
                     else source) as image:
       return preprocess(image, size, channels, crop)
@@ -85,7 +89,8 @@ def load(source: ImageInput, name: str, size: int, channels: int,
 def channels_of(path: str) -> int:
   """1 for a grey image file, 3 otherwise (reads the header only)."""
   try:
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(epath.Path(path).read_bytes())
+                    if paths.is_remote(path) else path) as image:
       return 1 if is_grey(image.mode) else 3
   except (OSError, ValueError, SyntaxError) as e:
     raise _unreadable(path, e) from e

@@ -10,6 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from cvqvae_jax.data import errors
 from cvqvae_jax.data import procedural
 from cvqvae_jax.data import sources
 
@@ -48,7 +49,9 @@ def create_source(data_config: ml_collections.ConfigDict, split: str):
   if data_config.source in sources.SOURCES:
     return sources.create_source(data_config, split)
   raise ValueError(
-      f'Unknown data.source {data_config.source!r}; available: {SOURCES}.')
+      f'Unknown data.source {data_config.source!r}.'
+      f'{errors.did_you_mean(data_config.source, SOURCES)} Available: '
+      f'{SOURCES}.')
 
 
 def image_shape(data_config: ml_collections.ConfigDict) -> tuple[int, ...]:

@@ -54,7 +54,8 @@ class LabelTable:
 def _column_error(what: str, name: str, available: Sequence[str],
                   where: str) -> errors.DatasetFormatError:
   return errors.DatasetFormatError(
-      f'{what} {name!r} is not a column of {where}. Columns there: '
+      f'{what} {name!r} is not a column of {where}.'
+      f'{errors.did_you_mean(name, available)} Accepted names: '
       f'{", ".join(available)}.')
 
 
@@ -102,8 +103,9 @@ def chexpert_column(label: str, available: Sequence[str]) -> str:
   key = label.lower().replace(' ', '_')
   if key not in by_key or by_key[key] == CHEXPERT_NO_FINDING:
     raise _column_error('CheXpert label', label,
-                        [c for c in available if c != CHEXPERT_NO_FINDING],
-                        'the CheXpert CSV (pathologies)')
+                        [k for k, c in by_key.items()
+                         if c != CHEXPERT_NO_FINDING],
+                        'the CheXpert CSV (pathologies, as lower_case names)')
   return by_key[key]
 
 

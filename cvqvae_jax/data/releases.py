@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 from typing import Any, Sequence
 
+from etils import epath
 import numpy as np
 
+from cvqvae_jax import paths
 from cvqvae_jax.data import errors
 from cvqvae_jax.data import policies
 
@@ -27,7 +30,10 @@ CHEXPERT_URL = ('https://stanfordmlgroup.github.io/competitions/chexpert/ '
 CELEBA_LAYOUT = ('DATA_DIR/img_align_celeba/000001.jpg ..., '
                  'DATA_DIR/list_attr_celeba.txt, '
                  'DATA_DIR/list_eval_partition.txt (the files may also sit in '
-                 "the Google Drive release's Img/, Anno/ and Eval/ folders)")
+                 "the Google Drive release's Img/, Anno/ and Eval/ folders; "
+                 "or the widely mirrored archive's list_attr_celeba.csv and "
+                 'list_eval_partition.csv, with img_align_celeba/'
+                 'img_align_celeba/)')
 CHEXPERT_LAYOUT = ('DATA_DIR/CheXpert-v1.0-small/{train.csv,valid.csv,train/,'
                    'valid/} (DATA_DIR may also be the CheXpert-v1.0-small or '
                    'CheXpert-v1.0 folder itself)')
@@ -47,6 +53,12 @@ class Release:
   reader: Any = None           # item -> (path or bytes, name); None: paths
 
 
+def _open(path: str):
+  """A text file, local or on any etils.epath store (csv-ready: no newline
+  translation)."""
+  return io.StringIO(epath.Path(path).read_text(), newline='')
+
+
 def not_found(dataset: str, path: str, layout: str,
               obtain: str) -> errors.DatasetNotFoundError:
   return errors.DatasetNotFoundError(
@@ -62,8 +74,8 @@ def check_data_dir(dataset: str, data_dir: str, layout: str, obtain: str,
         f'{dataset}: data.data_dir is not set. Pass --config.data.data_dir='
         f'DIR{hint}. Expected layout: {layout}. Obtain the data from '
         f'{obtain}.')
-  data_dir = os.path.abspath(os.path.expanduser(data_dir))
-  if not os.path.isdir(data_dir):
+  data_dir = paths.absolute(data_dir)
+  if not epath.Path(data_dir).is_dir():
     raise not_found(dataset, data_dir, layout, obtain)
   return data_dir
 
@@ -73,7 +85,7 @@ def check_data_dir(dataset: str, data_dir: str, layout: str, obtain: str,
 def _find(data_dir: str, name: str, subdirs: Sequence[str]) -> str | None:
   for sub in ('', *subdirs):
     path = os.path.join(data_dir, sub, name)
-    if os.path.exists(path):
+    if epath.Path(path).exists():
       return path
   return None
 
@@ -84,7 +96,7 @@ def read_celeba_attributes(path: str) -> tuple[list[str], dict]:
 
   Returns (file names, {attribute: (n,) int8 in {1, -1}}).
   """
-  with open(path) as f:
+  with _open(path) as f:
     lines = [l.split() for l in f if l.strip()]
   where = f'{path} (CelebA list_attr_celeba.txt)'
   if len(lines) < 2 or len(lines[0]) != 1 or not lines[0][0].isdigit():
@@ -114,9 +126,52 @@ def read_celeba_attributes(path: str) -> tuple[list[str], dict]:
   return [r[0] for r in rows], dict(zip(names, values.T))
 
 
+def read_celeba_attributes_csv(path: str) -> tuple[list[str], dict]:
+  """list_attr_celeba.csv (the widely mirrored archive): a header
+  'image_id,5_o_Clock_Shadow,...', then rows '000001.jpg,-1,1,...'.
+
+  Returns (file names, {attribute: (n,) int8 in {1, -1}}), as
+  read_celeba_attributes.
+  """
+  where = f'{path} (CelebA list_attr_celeba.csv)'
+  with _open(path) as f:
+    rows = [r for r in csv.reader(f) if r]
+  if not rows or rows[0][0].strip() != 'image_id':
+    raise errors.DatasetFormatError(
+        f'{where}: the first line must be the header image_id,ATTRIBUTE,...')
+  names = [n.strip() for n in rows[0][1:]]
+  for i, row in enumerate(rows[1:]):
+    if len(row) != len(names) + 1:
+      raise errors.DatasetFormatError(
+          f'{where}, line {i + 2}: {len(row) - 1} values for '
+          f'{len(names)} attributes.')
+  try:
+    values = np.asarray([[int(v) for v in r[1:]] for r in rows[1:]],
+                        np.int8).reshape(len(rows) - 1, len(names))
+  except ValueError as e:
+    raise errors.DatasetFormatError(f'{where}: values must be 1 or -1.') from e
+  if not np.isin(values, (1, -1)).all():
+    raise errors.DatasetFormatError(f'{where}: values must be 1 or -1.')
+  return [r[0].strip() for r in rows[1:]], dict(zip(names, values.T))
+
+
+def read_celeba_partition_csv(path: str) -> dict[str, int]:
+  """list_eval_partition.csv: 'image_id,partition', then '000001.jpg,0'."""
+  with _open(path) as f:
+    rows = [r for r in csv.reader(f) if r]
+  if not rows or [c.strip() for c in rows[0]] != ['image_id', 'partition']:
+    raise errors.DatasetFormatError(
+        f'{path}: the first line must be the header image_id,partition.')
+  try:
+    return {r[0].strip(): int(r[1]) for r in rows[1:]}
+  except (ValueError, IndexError) as e:
+    raise errors.DatasetFormatError(
+        f'{path}: each row must be NAME.jpg,0|1|2.') from e
+
+
 def read_celeba_partition(path: str) -> dict[str, int]:
   """list_eval_partition.txt: 'NAME.jpg 0' (0 train, 1 valid, 2 test)."""
-  with open(path) as f:
+  with _open(path) as f:
     return {name: int(part) for name, part in (l.split() for l in f
                                                if l.strip())}
 
@@ -125,20 +180,28 @@ def celeba_folder(data_dir: str, labels: Sequence[str]) -> Release:
   """The official CelebA release: aligned images and the attribute list."""
   data_dir = check_data_dir('CelebA', data_dir, CELEBA_LAYOUT, CELEBA_URL,
                             env='CELEBA_DIR')
-  attr = _find(data_dir, 'list_attr_celeba.txt', ('Anno',))
+  attr = (_find(data_dir, 'list_attr_celeba.txt', ('Anno',))
+          or _find(data_dir, 'list_attr_celeba.csv', ('Anno',)))
   images = _find(data_dir, 'img_align_celeba', ('Img',))
-  part = _find(data_dir, 'list_eval_partition.txt', ('Eval',))
+  part = (_find(data_dir, 'list_eval_partition.txt', ('Eval',))
+          or _find(data_dir, 'list_eval_partition.csv', ('Eval',)))
   for found, name in ((attr, 'list_attr_celeba.txt'),
                       (images, 'img_align_celeba/'),
                       (part, 'list_eval_partition.txt')):
     if found is None:
       raise not_found('CelebA', os.path.join(data_dir, name), CELEBA_LAYOUT,
                       CELEBA_URL)
-  if not os.path.isdir(images):
+  if not epath.Path(images).is_dir():
     raise not_found('CelebA', images + ' (a folder; unzip '
                     'img_align_celeba.zip)', CELEBA_LAYOUT, CELEBA_URL)
-  files, attributes = read_celeba_attributes(attr)
-  partition = read_celeba_partition(part)
+  nested = os.path.join(images, 'img_align_celeba')
+  if epath.Path(nested).is_dir():  # The archive's img_align_celeba/img_align_celeba.
+    images = nested
+  files, attributes = (read_celeba_attributes_csv(attr)
+                       if attr.endswith('.csv')
+                       else read_celeba_attributes(attr))
+  partition = (read_celeba_partition_csv(part) if part.endswith('.csv')
+               else read_celeba_partition(part))
   missing = [f for f in files if f not in partition]
   if missing:
     raise errors.DatasetFormatError(
@@ -156,12 +219,12 @@ def find_chexpert_release(data_dir: str) -> str:
   folder inside it."""
   data_dir = check_data_dir('CheXpert', data_dir, CHEXPERT_LAYOUT,
                             CHEXPERT_URL, env='CHEXPERT_DIR')
-  if os.path.isfile(os.path.join(data_dir, 'train.csv')):
+  if epath.Path(data_dir, 'train.csv').is_file():
     return data_dir
-  for name in sorted(os.listdir(data_dir)):
+  for name in sorted(p.name for p in epath.Path(data_dir).iterdir()):
     candidate = os.path.join(data_dir, name)
     if (name.lower().startswith('chexpert')
-        and os.path.isfile(os.path.join(candidate, 'train.csv'))):
+        and epath.Path(candidate, 'train.csv').is_file()):
       return candidate
   raise not_found('CheXpert', os.path.join(data_dir, 'train.csv') + ' and '
                   + os.path.join(data_dir, 'CheXpert-v1.0*', 'train.csv'),
@@ -181,7 +244,7 @@ def chexpert_image_path(release: str, path: str) -> str:
 def read_chexpert_csv(path: str, labels: Sequence[str]) -> dict[str, Any]:
   """train.csv / valid.csv -> {'Path': [...], 'frontal': (n,) bool,
   observation: (n,) float with nan for blank cells}."""
-  with open(path, newline='') as f:
+  with _open(path) as f:
     reader = csv.DictReader(f)
     columns = list(reader.fieldnames or ())
     required = ('Path', 'Frontal/Lateral', policies.CHEXPERT_NO_FINDING)
@@ -214,7 +277,7 @@ def chexpert_folder(data_dir: str, labels: Sequence[str],
   release = find_chexpert_release(data_dir)
   parts = [read_chexpert_csv(os.path.join(release, 'train.csv'), labels)]
   valid = os.path.join(release, 'valid.csv')
-  if os.path.isfile(valid):
+  if epath.Path(valid).is_file():
     parts.append(read_chexpert_csv(valid, labels))
   merged = {k: (sum((p[k] for p in parts), []) if k == 'Path'
                 else np.concatenate([p[k] for p in parts])) for k in parts[0]}
@@ -232,17 +295,18 @@ def csv_folder(data_dir: str, labels: Sequence[str]) -> Release:
   data_dir = check_data_dir('CSV dataset', data_dir, CSV_LAYOUT,
                             'your own images')
   path = os.path.join(data_dir, 'labels.csv')
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise not_found('CSV dataset', path, CSV_LAYOUT, 'your own images')
-  with open(path, newline='') as f:
+  with _open(path) as f:
     reader = csv.DictReader(f)
     columns = [c.strip() for c in reader.fieldnames or ()]
     rows = [{k.strip(): (v or '') for k, v in r.items() if k} for r in reader]
   for name in ('path', *labels):
     if name not in columns:
       raise errors.DatasetFormatError(
-          f'{path}: no column {name!r}; the columns are: '
-          f'{", ".join(columns)}. Set --config.data.labels to label columns.')
+          f'{path}: no column {name!r}.{errors.did_you_mean(name, columns)} '
+          f'The columns are: {", ".join(columns)}. Set --config.data.labels '
+          'to label columns.')
   values = {l: [policies.parse_binary(r[l], f'{path}, line {i + 2}, column '
                                       f'{l!r}') for i, r in enumerate(rows)]
             for l in labels}

@@ -83,13 +83,16 @@ class ImageSource:
 
 def _check(data_config) -> None:
   if data_config.source not in SOURCES:
-    raise ValueError(f'Unknown data.source {data_config.source!r}; '
-                     f'available: {("procedural", *SOURCES)}.')
+    raise ValueError(
+        f'Unknown data.source {data_config.source!r}.'
+        f'{errors.did_you_mean(data_config.source, ("procedural", *SOURCES))}'
+        f' Available: {("procedural", *SOURCES)}.')
   if data_config.source != 'csv' and data_config.name not in DATASETS:
     raise ValueError(
         f'data.source={data_config.source!r} reads the datasets {DATASETS}; '
-        f'got data.name={data_config.name!r}. Use data.source=\'csv\' for '
-        'other data.')
+        f'got data.name={data_config.name!r}.'
+        f'{errors.did_you_mean(data_config.name, DATASETS)} Use '
+        "data.source='csv' for other data.")
   if data_config.split not in SPLIT_POLICIES:
     raise ValueError(f'data.split must be one of {SPLIT_POLICIES}, got '
                      f'{data_config.split!r}.')

@@ -13,8 +13,10 @@ import os
 from typing import Any, Sequence
 
 from absl import logging
+from etils import epath
 import numpy as np
 
+from cvqvae_jax import paths
 from cvqvae_jax.data import policies
 from cvqvae_jax.data import releases
 
@@ -40,14 +42,16 @@ def _prepare_hint(tfds_name: str) -> str:
 def open_splits(tfds_name: str, data_dir: str) -> dict[str, Any]:
   """{split: tfds ArrayRecordDataSource} with images left encoded."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  if data_dir and os.path.basename(os.path.normpath(data_dir)) == tfds_name:
-    data_dir = os.path.dirname(os.path.normpath(data_dir))  # DIR/celeb_a
+  data_dir = data_dir.rstrip('/') if paths.is_remote(data_dir or '') else (
+      os.path.normpath(data_dir) if data_dir else data_dir)
+  if data_dir and data_dir.rsplit('/', 1)[-1] == tfds_name:
+    data_dir = data_dir.rsplit('/', 1)[0]  # DIR/celeb_a
   where = os.path.join(data_dir or '$TFDS_DATA_DIR or ~/tensorflow_datasets',
                        tfds_name)
   layout = (f'{where}/VERSION/dataset_info.json and {tfds_name}-SPLIT.'
             'array_record-* files (a TFDS dataset prepared in the array_record'
             ' format)')
-  if data_dir and not os.path.isdir(os.path.join(data_dir, tfds_name)):
+  if data_dir and not epath.Path(data_dir, tfds_name).is_dir():
     raise releases.not_found(f'TFDS {tfds_name}', where, layout,
                              _prepare_hint(tfds_name))
   try:
