@@ -111,3 +111,10 @@ def batched(fn, arrays, batch_size):
       chunk = [np.concatenate([c, np.repeat(c[-1:], pad, 0)]) for c in chunk]
     outs.append(jax.device_get(fn(*chunk)))
   return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)
+
+
+def code_perplexity(z_index: jax.Array, num_codes: int) -> jax.Array:
+  """exp(entropy) of the batch's code usage: how many codes are in use."""
+  counts = jnp.bincount(z_index.reshape(-1), length=num_codes)
+  p = counts / jnp.maximum(counts.sum(), 1)
+  return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(p), 0.0)))

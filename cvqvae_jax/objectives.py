@@ -1,24 +1,80 @@
-"""The CVQVAE objective as pure, jit-friendly functions (paper 2.2-2.3).
+"""The paper's objective (sections 2.2-2.3) as pure, jit-friendly functions.
 
-    L = MSE(x, D(y, z, c))
-        + beta  * sum_ij KL(q(z_ij | x, y) || Uniform(K))
-        + alpha * CE(q(y | x), y_true)                 (labelled examples only)
-        + ||sg[z_e] - z_q||^2 + 0.25 ||z_e - sg[z_q]||^2
+Eq. 6, the evidence lower bound of one example, with the squared error in
+place of log p(x | y, z, c) (Eq. 3; its variance v becomes the KL weight
+beta), plus the three terms paper 2.3 adds:
 
-Reductions follow the authors' JDVAE code (docs/model.md, "Objective"): the squared
-error is averaged over every pixel and channel, the KL is summed over latent
-positions and averaged over the batch, the classification term is averaged over
-the labelled examples, and the codebook/commitment terms are element means.
+    L = ||x - D(y, z, c)||^2                          Eq. 6, first term
+        + beta * KL(q(z | x, y) || p(z))               Eq. 6, second term
+        + alpha * -log q(y | x)                        labelled examples only
+        + ||sg[z_e] - z_q||^2                          codebook term [18]
+        + commitment * ||z_e - sg[z_q]||^2             commitment term [18]
+
+`shared_terms` gives the terms every model has (the squared error and the
+classification term), `weighted_loss` the sum above. The KL depends on the
+latent, so each model computes its own from the functions below and returns
+all its terms from `loss_terms` (models/): CVQVAE the entropy KL of Eq. 4's
+categorical posterior (`categorical_kl_loss`) and the VQ terms
+(`codebook_losses`); the Gaussian-latent models the closed-form Gaussian KL.
+
+Reductions follow the authors' JDVAE code (docs/model.md, "Objective"): the
+squared error is averaged over every pixel and channel, the KL is summed over
+latent positions (or dimensions) and averaged over the batch, the
+classification term is averaged over the labelled examples, and the
+codebook/commitment terms are element means.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 
-STRAIGHT_THROUGH_MODES = ('copy', 'gumbel')
+
+def weighted_loss(terms: Mapping[str, jax.Array], objective) -> jax.Array:
+  """L above from its terms: 'reconstruction', 'kl', 'classification' and,
+  for a codebook, 'codebook' and 'commitment' (absent terms count 0).
+
+  objective: config.objective (beta, alpha, commitment).
+  """
+  zero = jnp.zeros((), jnp.float32)
+  return (terms['reconstruction'] + objective.beta * terms['kl']
+          + objective.alpha * terms['classification']
+          + terms.get('codebook', zero)
+          + objective.commitment * terms.get('commitment', zero))
+
+
+def shared_terms(batch: Mapping[str, jax.Array],
+                 out: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """The terms every model has: the squared error of out['x_hat'] against
+  batch['image'] and -log q(y|x) of out['logits_y'] on the labelled labels."""
+  return {
+      'reconstruction': reconstruction_loss(batch['image'], out['x_hat']),
+      'classification': classification_loss(
+          out['logits_y'], batch['label'], batch['labelled']),
+  }
+
+
+def reconstruction_loss(x: jax.Array, x_hat: jax.Array) -> jax.Array:
+  """Squared error averaged over every pixel and channel (F.mse_loss)."""
+  return jnp.mean(jnp.square(x - x_hat))
+
+
+def classification_loss(logits_y: jax.Array, labels: jax.Array,
+                        labelled: jax.Array) -> jax.Array:
+  """-log q(y|x) averaged over the labelled examples, summed over labels.
+
+  logits_y: (B, L, 2); labels: (B, L); labelled: (B, L) bool. A label with no
+  labelled example in the batch contributes 0.
+  """
+  log_q = jax.nn.log_softmax(logits_y, axis=-1)
+  nll = -jnp.take_along_axis(log_q, labels[..., None].astype(jnp.int32),
+                             axis=-1)[..., 0]
+  mask = labelled.astype(nll.dtype)
+  per_label = jnp.sum(nll * mask, axis=0) / jnp.maximum(mask.sum(axis=0), 1.0)
+  return jnp.sum(per_label)
 
 
 def categorical_kl_to_uniform(logits: jax.Array) -> jax.Array:
@@ -37,61 +93,10 @@ def categorical_kl_to_uniform(logits: jax.Array) -> jax.Array:
   return jnp.maximum(math.log(num_classes) + neg_entropy, 0.0)
 
 
-def gumbel_noise(rng: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
-  """Standard Gumbel(0, 1) samples, bounded away from the tails."""
-  u = jax.random.uniform(rng, shape, dtype, minval=jnp.finfo(dtype).tiny,
-                         maxval=1.0)
-  return -jnp.log(-jnp.log(u))
-
-
-def gumbel_softmax(rng: jax.Array, logits: jax.Array,
-                   temperature: jax.Array | float) -> jax.Array:
-  """Relaxed one-hot sample softmax((logits + g) / tau), shape of logits."""
-  g = gumbel_noise(rng, logits.shape, logits.dtype)
-  return jax.nn.softmax((logits + g) / temperature, axis=-1)
-
-
-def straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
-  """Forward value `hard`, gradient of `soft` (Bengio et al. 2013)."""
-  return soft + jax.lax.stop_gradient(hard - soft)
-
-
-def semi_supervised_labels(
-    rng: jax.Array, logits_y: jax.Array, labels: jax.Array,
-    labelled: jax.Array, temperature: jax.Array | float) -> jax.Array:
-  """y fed to the tokens and to f(y, c) during training (paper 2.1, 2.3).
-
-  logits_y: (B, L, 2); labels: (B, L) int; labelled: (B, L) bool.
-  Known labels give their one-hot value; unknown ones a Gumbel-softmax
-  relaxed sample of q(y|x). Returns (B, L, 2).
-  """
-  relaxed = gumbel_softmax(rng, logits_y, temperature)
-  known = jax.nn.one_hot(labels, 2, dtype=relaxed.dtype)
-  return jnp.where(labelled[..., None], known, relaxed)
-
-
-def classification_loss(logits_y: jax.Array, labels: jax.Array,
-                        labelled: jax.Array) -> jax.Array:
-  """-log q(y|x) averaged over the labelled examples, summed over labels.
-
-  logits_y: (B, L, 2); labels: (B, L); labelled: (B, L) bool. A label with no
-  labelled example in the batch contributes 0.
-  """
-  log_q = jax.nn.log_softmax(logits_y, axis=-1)
-  nll = -jnp.take_along_axis(log_q, labels[..., None].astype(jnp.int32),
-                             axis=-1)[..., 0]
-  mask = labelled.astype(nll.dtype)
-  per_label = jnp.sum(nll * mask, axis=0) / jnp.maximum(mask.sum(axis=0), 1.0)
-  return jnp.sum(per_label)
-
-
-def reconstruction_loss(x: jax.Array, x_hat: jax.Array) -> jax.Array:
-  """Squared error averaged over every pixel and channel (F.mse_loss)."""
-  return jnp.mean(jnp.square(x - x_hat))
-
-
-def kl_loss(z_logits: jax.Array) -> jax.Array:
-  """Entropy KL summed over latent positions, averaged over the batch.
+def categorical_kl_loss(z_logits: jax.Array) -> jax.Array:
+  """Eq. 6's KL for a categorical z with the uniform prior p(z): the entropy
+  KL sum_ij KL(q(z_ij | x, y) || Uniform(K)) = sum_ij (log K - H(q_ij))
+  (paper 2.3), averaged over the batch.
 
   z_logits: (B, N_z, N_z, K) logits of q(z_ij | x, y).
   """
@@ -99,23 +104,11 @@ def kl_loss(z_logits: jax.Array) -> jax.Array:
   return jnp.mean(jnp.sum(kl.reshape(kl.shape[0], -1), axis=-1))
 
 
-def codebook_losses(z_e: jax.Array,
-                    z_code: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """VQ-VAE terms: (||sg[z_e] - e||^2, ||z_e - sg[e]||^2), element means.
-
-  z_e: encoder output; z_code: the selected codebook vectors, same shape.
-  """
-  sg = jax.lax.stop_gradient
-  codebook = jnp.mean(jnp.square(sg(z_e) - z_code))
-  commitment = jnp.mean(jnp.square(z_e - sg(z_code)))
-  return codebook, commitment
-
-
-def code_perplexity(z_index: jax.Array, num_codes: int) -> jax.Array:
-  """exp(entropy) of the batch's code usage: how many codes are in use."""
-  counts = jnp.bincount(z_index.reshape(-1), length=num_codes)
-  p = counts / jnp.maximum(counts.sum(), 1)
-  return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(p), 0.0)))
+def constant_categorical_kl(num_positions: int, num_codes: int) -> jax.Array:
+  """Eq. 6's KL for VQ-VAE's one-hot posterior (variant A, [18]): log K at
+  each of the num_positions latent positions, a constant with no gradient
+  (the reason paper 2.3 replaces that posterior by Eq. 4)."""
+  return jnp.asarray(num_positions * math.log(num_codes), jnp.float32)
 
 
 def gaussian_kl_to_standard(mean: jax.Array, log_var: jax.Array) -> jax.Array:
@@ -135,32 +128,13 @@ def gaussian_kl(mean_q: jax.Array, log_var_q: jax.Array, mean_p: jax.Array,
       - 1.0, axis=-1)
 
 
-def monte_carlo_log_likelihood(log_q_samples: jax.Array) -> jax.Array:
-  """log (1/k sum_s q_s) over the leading axis of k per-sample log values:
-  CCVAE's log q(y|x) = log E_{q(z_c|x)} q(y|z_c) from k samples of z_c."""
-  k = log_q_samples.shape[0]
-  return jax.nn.logsumexp(log_q_samples, axis=0) - math.log(k)
+def codebook_losses(z_e: jax.Array,
+                    z_code: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """VQ-VAE terms: (||sg[z_e] - e||^2, ||z_e - sg[e]||^2), element means.
 
-
-def ccvae_weight(log_q_y_zc: jax.Array, log_q_y_x: jax.Array) -> jax.Array:
-  """The weight q(y|z_c) / q(y|x) of CCVAE's supervised bound (Joy et al.
-  2021, Eq. 4), from the two log-probabilities of the true label."""
-  return jnp.exp(log_q_y_zc - log_q_y_x)
-
-
-def label_log_prob(logits_y: jax.Array, y: jax.Array) -> jax.Array:
-  """sum_v y_v log softmax(logits)_v: log q(y|.) of a one-hot (or relaxed)
-  y, per label. logits_y, y: (..., 2). Returns (...)."""
-  return jnp.sum(y * jax.nn.log_softmax(logits_y, axis=-1), axis=-1)
-
-
-def temperature_schedule(step: jax.Array, start: float, end: float,
-                         anneal_steps: int) -> jax.Array:
-  """Geometric annealing from `start` to `end` over `anneal_steps` steps.
-
-  With anneal_steps <= 0 or start == end the temperature is constant.
+  z_e: encoder output; z_code: the selected codebook vectors, same shape.
   """
-  if anneal_steps <= 0 or start == end:
-    return jnp.asarray(start, jnp.float32)
-  frac = jnp.clip(step / anneal_steps, 0.0, 1.0)
-  return jnp.asarray(start * (end / start) ** frac, jnp.float32)
+  sg = jax.lax.stop_gradient
+  codebook = jnp.mean(jnp.square(sg(z_e) - z_code))
+  commitment = jnp.mean(jnp.square(z_e - sg(z_code)))
+  return codebook, commitment

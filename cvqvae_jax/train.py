@@ -27,7 +27,6 @@ from cvqvae_jax import checkpointing
 from cvqvae_jax import evaluation
 from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
-from cvqvae_jax import objectives
 from cvqvae_jax import paths
 from cvqvae_jax import previews
 from cvqvae_jax import profiling
@@ -36,6 +35,7 @@ from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
 from cvqvae_jax import models as models_lib
 from cvqvae_jax.models import create_model as _create_model
+from cvqvae_jax.models import sampling
 
 LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
               'commitment')
@@ -88,10 +88,10 @@ def create_train_state(rng, *, model, tx, image_shape,
 
 def temperatures(step, objective) -> tuple[jax.Array, jax.Array]:
   """(y temperature, z temperature) at `step`."""
-  y_t = objectives.temperature_schedule(
+  y_t = sampling.temperature_schedule(
       step, objective.y_temperature_start, objective.y_temperature_end,
       objective.y_temperature_anneal_steps)
-  z_t = objectives.temperature_schedule(
+  z_t = sampling.temperature_schedule(
       step, objective.z_temperature_start, objective.z_temperature_end,
       objective.z_temperature_anneal_steps)
   return y_t, z_t

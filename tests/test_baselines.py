@@ -100,10 +100,10 @@ def test_jdvae_feature_kl_uses_the_prior_of_the_label():
 
 def test_ccvae_weight_and_bound_on_a_hand_checkable_case():
   np.testing.assert_allclose(
-      objectives.ccvae_weight(jnp.log(0.9), jnp.log(0.6)), 1.5, rtol=1e-6)
+      baselines.ccvae_weight(jnp.log(0.9), jnp.log(0.6)), 1.5, rtol=1e-6)
   # log q(y|x) as the mean of k per-sample q(y|z_c).
   np.testing.assert_allclose(
-      objectives.monte_carlo_log_likelihood(jnp.log(jnp.array([0.2, 0.6]))),
+      baselines.monte_carlo_log_likelihood(jnp.log(jnp.array([0.2, 0.6]))),
       math.log(0.4), rtol=1e-6)
 
   _, model = _model('ccvae', **{'data.labels': ('glasses',)})

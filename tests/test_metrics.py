@@ -1,6 +1,7 @@
 """The metrics of paper section 3 against hand-computed cases."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -91,3 +92,10 @@ def test_oracle_error_of_the_ideal_render_is_zero():
   # Doing nothing is not the ideal swap.
   assert errors['oracle_identity_mse_plus'] > 1e-3
   assert errors['oracle_identity_mse_minus'] > 1e-3
+
+
+def test_code_perplexity_counts_codes_in_use():
+  np.testing.assert_allclose(
+      metrics.code_perplexity(jnp.array([0, 1, 2, 3]), 16), 4.0, rtol=1e-5)
+  np.testing.assert_allclose(
+      metrics.code_perplexity(jnp.array([5, 5, 5]), 16), 1.0, rtol=1e-6)

@@ -46,39 +46,8 @@ def test_kl_shapes_last_axis_is_k():
   kl = objectives.categorical_kl_to_uniform(logits)
   assert kl.shape == (2, 8, 8)
   # Batch reduction of the loss: sum over positions, mean over the batch.
-  np.testing.assert_allclose(objectives.kl_loss(logits),
+  np.testing.assert_allclose(objectives.categorical_kl_loss(logits),
                              kl.reshape(2, -1).sum(-1).mean(), rtol=1e-6)
-
-
-def test_gumbel_samples_follow_the_categorical():
-  logits = jnp.log(jnp.array([0.6, 0.3, 0.1]))
-  idx = jnp.argmax(logits + objectives.gumbel_noise(
-      jax.random.key(2), (20000, 3)), -1)
-  freq = np.bincount(np.asarray(idx), minlength=3) / 20000
-  np.testing.assert_allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
-
-
-def test_copy_straight_through_passes_gradient_to_z_e():
-  z_e = jnp.array([0.2, -0.4, 1.0])
-  code = jnp.array([0.0, 0.0, 0.5])
-  z_q = objectives.straight_through(code, z_e)
-  np.testing.assert_array_equal(z_q, code)
-  grad = jax.grad(lambda z: jnp.sum(objectives.straight_through(code, z) *
-                                    jnp.array([1.0, 2.0, 3.0])))(z_e)
-  np.testing.assert_array_equal(grad, [1.0, 2.0, 3.0])
-
-
-def test_semi_supervised_labels_known_are_one_hot_unknown_are_relaxed():
-  logits = jnp.zeros((4, 2, 2))
-  labels = jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]])
-  labelled = jnp.array([[True, True], [True, False], [False, False],
-                        [False, True]])
-  y = objectives.semi_supervised_labels(jax.random.key(3), logits, labels,
-                                        labelled, 1.0)
-  np.testing.assert_array_equal(y[labelled], jax.nn.one_hot(labels, 2)[labelled])
-  soft = y[~labelled]
-  np.testing.assert_allclose(soft.sum(-1), 1.0, rtol=1e-6)
-  assert np.all((soft > 0) & (soft < 1))
 
 
 def test_classification_loss_averages_over_labelled_examples_only():
@@ -108,25 +77,48 @@ def test_codebook_and_commitment_gradients_go_to_one_side_each():
   np.testing.assert_array_equal(g_cm[1], 0.0)
 
 
-def test_code_perplexity_counts_codes_in_use():
-  np.testing.assert_allclose(
-      objectives.code_perplexity(jnp.array([0, 1, 2, 3]), 16), 4.0, rtol=1e-5)
-  np.testing.assert_allclose(
-      objectives.code_perplexity(jnp.array([5, 5, 5]), 16), 1.0, rtol=1e-6)
-
-
-def test_temperature_schedule_is_geometric_between_endpoints():
-  sched = lambda s: float(objectives.temperature_schedule(s, 1.0, 0.25, 100))
-  assert sched(0) == 1.0
-  np.testing.assert_allclose(sched(50), 0.5, rtol=1e-6)
-  np.testing.assert_allclose(sched(100), 0.25, rtol=1e-6)
-  np.testing.assert_allclose(sched(1000), 0.25, rtol=1e-6)
-  assert float(objectives.temperature_schedule(10, 0.7, 0.7, 100)) == \
-      pytest.approx(0.7)
-
-
 def test_gaussian_kl_matches_closed_form():
   mean, log_var = jnp.array([1.0, 0.0]), jnp.array([0.0, math.log(4.0)])
   expected = 0.5 * (1.0 + 0.0) + 0.5 * (4.0 - 1.0 - math.log(4.0))
   np.testing.assert_allclose(objectives.gaussian_kl_to_standard(mean, log_var),
                              expected, rtol=1e-6)
+
+
+class _Weights:  # config.objective's three weights
+  beta, alpha, commitment = 0.1, 2.0, 0.25
+
+
+def test_weighted_loss_is_eq6_plus_the_three_terms():
+  terms = {'reconstruction': jnp.float32(1.0), 'kl': jnp.float32(10.0),
+           'classification': jnp.float32(0.5), 'codebook': jnp.float32(0.3),
+           'commitment': jnp.float32(0.4)}
+  # 1 + 0.1 * 10 + 2 * 0.5 + 0.3 + 0.25 * 0.4
+  np.testing.assert_allclose(objectives.weighted_loss(terms, _Weights), 3.4,
+                             rtol=1e-6)
+  # A model without a codebook (the Gaussian ones): those terms count 0.
+  del terms['codebook'], terms['commitment']
+  np.testing.assert_allclose(objectives.weighted_loss(terms, _Weights), 3.0,
+                             rtol=1e-6)
+
+
+def test_shared_terms_of_a_hand_made_batch():
+  x = jnp.zeros((2, 2, 2, 1))
+  x_hat = x.at[0].set(1.0)  # squared error 1 on half of the pixels
+  logits = jnp.log(jnp.array([[[0.8, 0.2]], [[0.4, 0.6]]]))
+  batch = {'image': x, 'label': jnp.array([[0], [1]]),
+           'labelled': jnp.array([[True], [False]])}
+  terms = objectives.shared_terms(batch, {'x_hat': x_hat, 'logits_y': logits})
+  np.testing.assert_allclose(terms['reconstruction'], 0.5, rtol=1e-6)
+  np.testing.assert_allclose(terms['classification'], -math.log(0.8),
+                             rtol=1e-6)
+
+
+def test_constant_kl_of_the_one_hot_posterior():
+  # VQ-VAE's one-hot q has KL log K at each position, as the general formula
+  # gives for one-hot logits.
+  one_hot = jnp.full((1, 4, 4, 16), -jnp.inf).at[..., 3].set(0.0)
+  np.testing.assert_allclose(objectives.constant_categorical_kl(16, 16),
+                             objectives.categorical_kl_loss(one_hot),
+                             rtol=1e-6)
+  np.testing.assert_allclose(objectives.constant_categorical_kl(16, 16),
+                             16 * math.log(16), rtol=1e-6)

@@ -36,6 +36,26 @@ import jax.numpy as jnp
 from cvqvae_jax import objectives
 from cvqvae_jax.models import cgvae
 from cvqvae_jax.models import cvqvae
+from cvqvae_jax.models import sampling
+
+
+def monte_carlo_log_likelihood(log_q_samples: jax.Array) -> jax.Array:
+  """log (1/k sum_s q_s) over the leading axis of k per-sample log values:
+  CCVAE's log q(y|x) = log E_{q(z_c|x)} q(y|z_c) from k samples of z_c."""
+  k = log_q_samples.shape[0]
+  return jax.nn.logsumexp(log_q_samples, axis=0) - math.log(k)
+
+
+def ccvae_weight(log_q_y_zc: jax.Array, log_q_y_x: jax.Array) -> jax.Array:
+  """The weight q(y|z_c) / q(y|x) of CCVAE's supervised bound (Joy et al.
+  2021, Eq. 4), from the two log-probabilities of the true label."""
+  return jnp.exp(log_q_y_zc - log_q_y_x)
+
+
+def label_log_prob(logits_y: jax.Array, y: jax.Array) -> jax.Array:
+  """sum_v y_v log softmax(logits)_v: log q(y|.) of a one-hot (or relaxed)
+  y, per label. logits_y, y: (..., 2). Returns (...)."""
+  return jnp.sum(y * jax.nn.log_softmax(logits_y, axis=-1), axis=-1)
 
 
 def _sample(rng, mean, log_var):
@@ -44,10 +64,11 @@ def _sample(rng, mean, log_var):
 
 
 def _total(terms, objective, extra):
-  """The objective of a Gaussian-latent baseline: the shared terms (no
-  codebook) plus `extra`, the baseline's own weighted terms."""
-  return (terms['reconstruction'] + objective.beta * terms['kl_z']
-          + objective.alpha * terms['classification'] + extra)
+  """The objective of a Gaussian-latent baseline: Eq. 6 with the KL of z
+  (objectives.weighted_loss, no codebook) plus `extra`, the baseline's own
+  weighted terms."""
+  return objectives.weighted_loss({**terms, 'kl': terms['kl_z']},
+                                  objective) + extra
 
 
 class M2(cgvae.CGVAE):
@@ -60,7 +81,7 @@ class M2(cgvae.CGVAE):
   use_features: bool = False
 
   def loss_terms(self, out, batch, objective):
-    terms = self.data_terms(out, batch)
+    terms = objectives.shared_terms(batch, out)
     terms['kl_z'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
     unlabelled = 1.0 - batch['labelled'].astype(jnp.float32)
@@ -120,7 +141,7 @@ class JDVAE(cgvae.CGVAE):
     del z_temperature
     logits_y, c_mean, c_log_var = self.feature_posterior(x)
     if train:
-      y = objectives.semi_supervised_labels(
+      y = sampling.semi_supervised_labels(
           self.make_rng('sample'), logits_y, labels, labelled, y_temperature)
       c = tuple(_sample(self.make_rng('sample'), m, v)
                 for m, v in zip(c_mean, c_log_var))
@@ -134,7 +155,7 @@ class JDVAE(cgvae.CGVAE):
                 x_hat=self.decode(z, y, c))
 
   def loss_terms(self, out, batch, objective):
-    terms = self.data_terms(out, batch)
+    terms = objectives.shared_terms(batch, out)
     terms['kl_z'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
     prior = self.feature_prior_log_var(out['y'])
@@ -259,9 +280,9 @@ class CCVAE(cvqvae.ConditionalVAE):
             jax.random.fold_in(rng, l), (self.num_samples, *m.shape), m.dtype)
         for l, (m, v) in enumerate(zip(c_mean, c_log_var)))
     # log q(y|x) of both values of every label: a valid set of logits.
-    log_q_y_x = objectives.monte_carlo_log_likelihood(
+    log_q_y_x = monte_carlo_log_likelihood(
         jax.nn.log_softmax(self.label_logits(samples), axis=-1))
-    y = objectives.semi_supervised_labels(
+    y = sampling.semi_supervised_labels(
         self.make_rng('sample'), logits_zc, labels, labelled, y_temperature)
     prior_mean, prior_log_var = self.conditional_prior(y)
     return dict(logits_y=log_q_y_x, logits_zc=logits_zc,
@@ -281,7 +302,7 @@ class CCVAE(cvqvae.ConditionalVAE):
 
     with w = q(y|z_c) / q(y|x) over the labelled labels (1 without any).
     """
-    terms = self.data_terms(out, batch)
+    terms = objectives.shared_terms(batch, out)
     labelled = batch['labelled'].astype(jnp.float32)
     y = out['y']
     kl_c = jnp.stack([objectives.gaussian_kl(m, v, pm, pv) for m, v, pm, pv
@@ -291,12 +312,12 @@ class CCVAE(cvqvae.ConditionalVAE):
     kl_s = objectives.gaussian_kl_to_standard(out['z_mean'], out['z_log_var'])
     kl_y = jnp.sum((1.0 - labelled) * objectives.categorical_kl_to_uniform(
         out['logits_zc']), -1)
-    log_q_y_zc = jnp.sum(labelled * objectives.label_log_prob(
+    log_q_y_zc = jnp.sum(labelled * label_log_prob(
         out['logits_zc'], y), -1)
-    weight = objectives.ccvae_weight(
-        jnp.sum(labelled * objectives.label_log_prob(out['logits_zc_fixed'],
+    weight = ccvae_weight(
+        jnp.sum(labelled * label_log_prob(out['logits_zc_fixed'],
                                                      y), -1),
-        jnp.sum(labelled * objectives.label_log_prob(out['logits_y'], y), -1))
+        jnp.sum(labelled * label_log_prob(out['logits_y'], y), -1))
     mse = jnp.mean(jnp.square(batch['image'] - out['x_hat']), axis=(1, 2, 3))
     bound = weight * (mse + objective.beta * (kl_c + kl_s + kl_y - log_q_y_zc))
     terms['kl_c'] = jnp.mean(kl_c)

@@ -13,8 +13,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cvqvae_jax import metrics
 from cvqvae_jax import objectives
 from cvqvae_jax.models import layers
+from cvqvae_jax.models import sampling
 
 POSTERIORS = ('softmax', 'argmin')
 
@@ -114,6 +116,24 @@ class Codebook(nn.Module):
           - 2.0 * z_e @ e.T + jnp.sum(jnp.square(e), -1))
     # The floor keeps the sqrt's gradient finite when z_e sits on a code.
     return -jnp.sqrt(jnp.maximum(d2, 1e-10))
+
+  def posterior(self, z_e: jax.Array, scale: float,
+                rng: jax.Array | None = None):
+    """Eq. 4 and one sample of it, at every latent position.
+
+    q(z_ij = k | x, y) = softmax_k(-s ||z_e,ij - e_k||), s = `scale` (the
+    paper's s = 1; docs/model.md). Returns (logits, perturbed, index):
+    `logits` (..., K) of q; with `rng`, a sample of q by the Gumbel-max
+    trick: perturbed = logits + g with g_k ~ Gumbel(0, 1) i.i.d., and
+    index = argmax_k perturbed is distributed exactly as q (Gumbel 1954;
+    the relaxed version softmax(perturbed / tau) is the Gumbel-softmax of
+    [19]). Without `rng`, perturbed = logits and index is the most likely
+    code (test time).
+    """
+    logits = scale * self.logits(z_e)
+    perturbed = logits if rng is None else logits + sampling.gumbel_noise(
+        rng, logits.shape, logits.dtype)
+    return logits, perturbed, jnp.argmax(perturbed, axis=-1)
 
   def lookup(self, index: jax.Array) -> jax.Array:
     return jnp.take(self.embedding, index, axis=0)
@@ -216,17 +236,6 @@ class ConditionalVAE(nn.Module):
     return self.decoder(z_flat, y, self.features(y, c),
                         self.decoder_style(z_flat))
 
-  def data_terms(self, out: dict[str, Any],
-                 batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """The terms every model shares: the reconstruction error of x_hat and
-    -log q(y|x) of logits_y on the labelled examples (objectives.py)."""
-    return {
-        'reconstruction': objectives.reconstruction_loss(batch['image'],
-                                                         out['x_hat']),
-        'classification': objectives.classification_loss(
-            out['logits_y'], batch['label'], batch['labelled']),
-    }
-
   def loss_terms(self, out: dict[str, Any], batch: dict[str, jax.Array],
                  objective) -> dict[str, jax.Array]:
     """The model's objective from the output of one training pass: a dict
@@ -241,7 +250,7 @@ class ConditionalVAE(nn.Module):
     relaxed sample of q(y|x) ('sample' rng) in training, argmax at test."""
     logits_y, c = self.classify(x)
     if train:
-      y = objectives.semi_supervised_labels(
+      y = sampling.semi_supervised_labels(
           self.make_rng('sample'), logits_y, labels, labelled, y_temperature)
     else:
       y = jax.nn.one_hot(jnp.argmax(logits_y, -1), 2, dtype=x.dtype)
@@ -267,9 +276,9 @@ class CVQVAE(ConditionalVAE):
   def setup(self):
     if self.posterior not in POSTERIORS:
       raise ValueError(f'posterior must be one of {POSTERIORS}.')
-    if self.straight_through not in objectives.STRAIGHT_THROUGH_MODES:
+    if self.straight_through not in sampling.STRAIGHT_THROUGH_MODES:
       raise ValueError(f'straight_through must be one of '
-                       f'{objectives.STRAIGHT_THROUGH_MODES}.')
+                       f'{sampling.STRAIGHT_THROUGH_MODES}.')
     if self.vq_target not in ('sample', 'nearest'):
       raise ValueError("vq_target must be 'sample' or 'nearest'.")
     self.feature_net = self._feature_net()
@@ -280,47 +289,46 @@ class CVQVAE(ConditionalVAE):
     self.decoder = self._decoder()
 
   def loss_terms(self, out, batch, objective):
-    """Paper 2.3: the entropy KL of q(z|x,y) and the VQ terms."""
-    terms = self.data_terms(out, batch)
-    terms['kl'] = objectives.kl_loss(out['z_logits'])
+    """Eq. 6 and paper 2.3 (objectives.py): the entropy KL of Eq. 4's
+    q(z|x,y) and the VQ terms. Variant A's one-hot posterior has the
+    constant KL N_z^2 log K, which trains nothing."""
+    terms = objectives.shared_terms(batch, out)
+    if self.posterior == 'argmin':
+      terms['kl'] = objectives.constant_categorical_kl(
+          math.prod(out['z_index'].shape[1:]), self.num_codes)
+    else:
+      terms['kl'] = objectives.categorical_kl_loss(out['z_logits'])
     terms['codebook'], terms['commitment'] = objectives.codebook_losses(
         out['z_e'], out['z_code'])
-    terms['code_perplexity'] = objectives.code_perplexity(out['z_index'],
-                                                          self.num_codes)
-    terms['loss'] = (terms['reconstruction'] + objective.beta * terms['kl']
-                     + objective.alpha * terms['classification']
-                     + terms['codebook']
-                     + objective.commitment * terms['commitment'])
+    terms['code_perplexity'] = metrics.code_perplexity(out['z_index'],
+                                                       self.num_codes)
+    terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
 
   def encode(self, x: jax.Array, y: jax.Array):
     """Most likely codes at test time: (z_index (B, N, N), z_q)."""
-    z_logits = self.posterior_logits(self.encoder(x, y))
-    z_index = jnp.argmax(z_logits, axis=-1)
+    _, _, z_index = self.codebook.posterior(self.encoder(x, y),
+                                            self.distance_scale)
     return z_index, self.codebook.lookup(z_index)
-
-  def posterior_logits(self, z_e: jax.Array) -> jax.Array:
-    """Logits of q(z|x, y): Eq. 4's -s ||z_e - e_k|| (..., K)."""
-    return self.distance_scale * self.codebook.logits(z_e)
-
-  def _one_hot_logits(self, index: jax.Array) -> jax.Array:
-    """VQ-VAE's one-hot posterior as logits (0 at index, -inf elsewhere):
-    its KL to Uniform(K) is the constant log K, with no gradient."""
-    return jnp.where(jax.nn.one_hot(index, self.num_codes) > 0, 0.0, -jnp.inf)
 
   def posterior_codes(self, x: jax.Array, y: jax.Array) -> dict[str, Any]:
     """q(z|x, y) seen three ways, for diagnostics: the most likely code, a
     sample ('sample' rng) and the expected code sum_k q_k e_k, each
-    (B, N, N, D), and the entropy of q at each position (B, N, N), nats."""
-    z_logits = self.posterior_logits(self.encoder(x, y))
-    most_likely = jnp.argmax(z_logits, -1)
+    (B, N, N, D), and the entropy of q at each position (B, N, N), nats.
+    Variant A's one-hot posterior: all three are the nearest code, entropy
+    0."""
+    z_e = self.encoder(x, y)
+    z_logits, _, most_likely = self.codebook.posterior(z_e,
+                                                       self.distance_scale)
+    nearest = self.codebook.lookup(most_likely)
     if self.posterior == 'argmin':
-      z_logits = self._one_hot_logits(most_likely)
-    sample = jnp.argmax(z_logits + objectives.gumbel_noise(
-        self.make_rng('sample'), z_logits.shape, z_logits.dtype), axis=-1)
+      return {'most_likely': nearest, 'sample': nearest, 'expected': nearest,
+              'entropy': jnp.zeros(most_likely.shape, z_e.dtype)}
+    _, _, sample = self.codebook.posterior(z_e, self.distance_scale,
+                                           self.make_rng('sample'))
     entropy = math.log(self.num_codes) - objectives.categorical_kl_to_uniform(
         z_logits)
-    return {'most_likely': self.codebook.lookup(most_likely),
+    return {'most_likely': nearest,
             'sample': self.codebook.lookup(sample),
             'expected': self.codebook(jax.nn.softmax(z_logits, -1)),
             'entropy': jnp.maximum(entropy, 0.0)}  # >= 0 after round-off
@@ -335,23 +343,18 @@ class CVQVAE(ConditionalVAE):
                                               y_temperature)
 
     z_e = self.encoder(x, y)
-    z_logits = self.posterior_logits(z_e)
-    if self.posterior == 'argmin' or not train:
-      noisy = z_logits
-    else:
-      noisy = z_logits + objectives.gumbel_noise(
-          self.make_rng('sample'), z_logits.shape, z_logits.dtype)
-    z_index = jnp.argmax(noisy, axis=-1)
+    # Variant A (VQ-VAE) takes the nearest code: no sample.
+    sampled = train and self.posterior == 'softmax'
+    z_logits, perturbed, z_index = self.codebook.posterior(
+        z_e, self.distance_scale, self.make_rng('sample') if sampled else None)
     z_code = self.codebook.lookup(z_index)
     if self.straight_through == 'gumbel' and self.posterior == 'softmax':
-      soft = jax.nn.softmax(noisy / z_temperature, axis=-1)
+      soft = jax.nn.softmax(perturbed / z_temperature, axis=-1)
       hard = jax.nn.one_hot(z_index, self.num_codes, dtype=soft.dtype)
-      z_q = self.codebook(objectives.straight_through(hard, soft))
+      z_q = self.codebook(sampling.straight_through(hard, soft))
     else:  # VQ-VAE's copy: forward e[index], gradient of z_q goes to z_e.
-      z_q = objectives.straight_through(z_code, z_e)
+      z_q = sampling.straight_through(z_code, z_e)
 
-    if self.posterior == 'argmin':  # Variant A.
-      z_logits = self._one_hot_logits(z_index)
     if self.vq_target == 'nearest':
       z_code = self.codebook.lookup(jnp.argmax(z_logits, axis=-1))
     x_hat = self.decode(z_q, y, c)
