@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import config_checks
 from cvqvae_jax import evaluation
 from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
@@ -207,6 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   either stage resumes there, and stage one is never trained again once
   stage two has saved a checkpoint.
   """
+  config_checks.validate(config)
   two_step.check_config(config, workdir)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -394,6 +396,7 @@ def _summary(workdir: str, step: int, results: dict, preview: str,
 def run_offline(mode: str, config: ml_collections.ConfigDict,
                 workdir: str) -> dict[str, Any]:
   """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
+  config_checks.validate(config)
   workdir = os.path.abspath(workdir)
   _, model, _, abstract_state, _, image_shape = _build(config)
   # Parameters only: the optimizer state (which depends on freeze_steps) is
