@@ -45,7 +45,7 @@ def _power_of_two(value) -> bool:
 
 # (field, range as written in the message, test of a value).
 def _at_least(low: int) -> tuple[str, Callable[[Any], bool]]:
-  return f'an integer >= {low}', lambda v: _is_int(v) and v >= low
+  return f'>= {low} (an integer)', lambda v: _is_int(v) and v >= low
 
 
 def _positive() -> tuple[str, Callable[[Any], bool]]:
@@ -181,7 +181,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if latent_size is not _ABSENT:
     for model, value in dict(latent_size).items():
       if not (_is_int(value) and value >= 1):
-        raise _error(f'model.latent_size.{model}', value, 'an integer >= 1')
+        raise _error(f'model.latent_size.{model}', value,
+                     '>= 1 (an integer)')
 
   if _get(config, 'stage_one.model'):
     share = _get(config, 'stage_one.share')
