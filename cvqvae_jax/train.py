@@ -30,6 +30,7 @@ from cvqvae_jax import objectives
 from cvqvae_jax import previews
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
+from cvqvae_jax import workdir_lock
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import create_model as _create_model
 
@@ -44,7 +45,8 @@ class NonFiniteLossError(FloatingPointError):
 # Errors that are the user's to fix: entry points print the message, no
 # traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError,
-               checkpointing.CheckpointMismatchError, NonFiniteLossError)
+               checkpointing.CheckpointMismatchError, NonFiniteLossError,
+               workdir_lock.WorkdirLockedError)
 
 
 TrainState = train_state.TrainState
@@ -212,19 +214,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   two_step.check_config(config, workdir)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  stage_one = None
-  if two_step.has_stage_one(config):
-    stage_one = two_step.stage_one_config(config)
-    logging.info('Training %s: stage one (%s) for steps 1-%d, then %s to '
-                 'step %d.', two_step.variant(config),
-                 two_step.variant(stage_one), stage_one.num_train_steps,
-                 config.model.name, config.num_train_steps)
-  if jax.process_index() == 0:
-    _write_config(workdir, config)
-  if stage_one is not None and not _stage_one_done(workdir, stage_one):
-    if _train(stage_one, workdir, final=False) is None:
-      return {}
-  return _train(config, workdir, stage_one=stage_one) or {}
+  # One writer per workdir (docs/reliability.md), held until this returns.
+  with workdir_lock.WorkdirLock(workdir, jax.process_index()):
+    checkpointing.set_aside_damaged(workdir)
+    stage_one = None
+    if two_step.has_stage_one(config):
+      stage_one = two_step.stage_one_config(config)
+      logging.info('Training %s: stage one (%s) for steps 1-%d, then %s to '
+                   'step %d.', two_step.variant(config),
+                   two_step.variant(stage_one), stage_one.num_train_steps,
+                   config.model.name, config.num_train_steps)
+    if jax.process_index() == 0:
+      _write_config(workdir, config)
+    if stage_one is not None and not _stage_one_done(workdir, stage_one):
+      if _train(stage_one, workdir, final=False) is None:
+        return {}
+    return _train(config, workdir, stage_one=stage_one) or {}
 
 
 def _stage_one_done(workdir: str, stage_one) -> bool:
