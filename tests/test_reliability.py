@@ -26,14 +26,18 @@ from conftest import ROOT, subprocess_env, tiny_config
 from test_train import TINY_FLAGS
 
 
-@pytest.fixture(autouse=True)
-def _no_final_evaluation(monkeypatch):
+def _skip_final_evaluation(monkeypatch):
   """The held-out evaluation and the preview at the end of a run are not
   what these tests check (test_train does): skipped to keep them fast."""
   monkeypatch.setattr(train.evaluation, 'evaluate',
                       lambda *args, **kwargs: {})
   monkeypatch.setattr(train.previews, 'write_preview',
                       lambda workdir, *args: os.path.join(workdir, 'x.png'))
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+  _skip_final_evaluation(monkeypatch)
 
 
 def _one_stage(**overrides):
@@ -81,7 +85,9 @@ def _train_steps(workdir):
 def four_steps(tmp_path_factory):
   """A one-stage run to step 4, checkpoints at 2 and 4."""
   workdir = str(tmp_path_factory.mktemp('four'))
-  train.train_and_evaluate(_one_stage(), workdir)
+  with pytest.MonkeyPatch.context() as patch:
+    _skip_final_evaluation(patch)
+    train.train_and_evaluate(_one_stage(), workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
   return workdir
 
@@ -185,3 +191,162 @@ def test_damaged_stage_two_checkpoint_restarts_stage_two_from_stage_one(
   with open(os.path.join(first, two_step.INIT_RECORD)) as f:
     assert json.load(f)['checkpoint'].endswith('checkpoints/2')
   _assert_bitwise_equal(_state(first, config, 4), _state(clean, config, 4))
+
+
+# A child `python -m cvqvae_jax.main` whose save of one step stops at a
+# chosen point (and signals it) until it is killed there.
+_SLOW_SAVE = r'''
+import os, sys, time
+from orbax.checkpoint._src.path import async_path
+import orbax.checkpoint as ocp
+step, point, mark = sys.argv[1:4]
+sys.argv = [sys.argv[0], *sys.argv[4:]]
+
+def hold(what):
+  with open(mark, 'w') as f:
+    f.write(what)
+  time.sleep(600)
+
+if point == 'rename':  # Every file written, the commit not yet made.
+  rename = async_path.rename
+  async def slow_rename(src, dst):
+    if dst.name == step:
+      hold(str(src))
+    return await rename(src, dst)
+  async_path.rename = slow_rename
+elif point == 'write':  # Some items written, others not yet.
+  save = ocp.JsonCheckpointHandler.async_save
+  async def slow_save(self, directory, *args, **kwargs):
+    if f'/{step}.orbax-checkpoint-tmp' in str(directory):
+      hold(str(directory))
+    return await save(self, directory, *args, **kwargs)
+  ocp.JsonCheckpointHandler.async_save = slow_save
+
+# As _skip_final_evaluation: the held-out evaluation is not checked here.
+from cvqvae_jax import train
+train.evaluation.evaluate = lambda *args, **kwargs: {}
+train.previews.write_preview = lambda workdir, *args: workdir + '/x.png'
+from absl import app
+from cvqvae_jax import main
+app.run(main.main)
+'''
+
+KILL_FLAGS = (*TINY_FLAGS, '--config.stage_one.model=',
+              '--config.num_train_steps=6', '--config.checkpoint_every_steps=2',
+              '--config.eval_every_steps=0')
+
+
+@pytest.mark.parametrize('point', ['write', 'rename'])
+def test_sigkill_during_a_save_resumes_from_the_last_complete_one(
+    point, tmp_path):
+  workdir = tmp_path / 'run'
+  script = tmp_path / 'slow_save.py'
+  script.write_text(_SLOW_SAVE)
+  mark = tmp_path / 'mark'
+  log = open(tmp_path / 'child.log', 'w')  # pylint: disable=consider-using-with
+  proc = subprocess.Popen(
+      [sys.executable, str(script), '4', point, str(mark),
+       '--config=configs/default.py', f'--workdir={workdir}', *KILL_FLAGS],
+      cwd=ROOT, stdout=log, stderr=log, env=subprocess_env())
+  deadline = time.time() + 300
+  while time.time() < deadline and not mark.exists() and proc.poll() is None:
+    time.sleep(0.1)
+  assert mark.exists(), (tmp_path / 'child.log').read_text()[-3000:]
+  time.sleep(0.2)  # The mark is written: the child now sleeps in the save.
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=60)
+  log.close()
+  names = os.listdir(workdir / 'checkpoints')
+  # The interrupted save is a temporary folder that resume never lists.
+  assert any(n.startswith('4.orbax-checkpoint-tmp') for n in names), names
+  assert checkpointing.create_manager(str(workdir), 2).all_steps() == [2]
+
+  done = subprocess.run(
+      [sys.executable, str(script), '0', 'none', str(mark),
+       '--config=configs/default.py', f'--workdir={workdir}', *KILL_FLAGS],
+      cwd=ROOT, env=subprocess_env(),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f'Resumed from {workdir}/checkpoints at step 2' in done.stderr
+  assert 'Trained to step 6' in done.stdout
+  # The temporary folder is gone, the steps are complete.
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['4', '6']
+  assert _train_steps(str(workdir)) == list(range(1, 7))
+
+  straight = str(tmp_path / 'straight')
+  train.train_and_evaluate(_kill_config(), straight)
+  _assert_bitwise_equal(_state(str(workdir), _kill_config(), 6),
+                        _state(straight, _kill_config(), 6))
+
+
+def _kill_config():
+  """tiny_config with what KILL_FLAGS set (TINY_FLAGS and tiny_config agree
+  on everything that shapes the parameters)."""
+  return _one_stage(num_train_steps=6, log_every_steps=1, eval_every_steps=0)
+
+
+_HOLD_LOCK = r'''
+import sys, time
+from cvqvae_jax import workdir_lock
+lock = workdir_lock.WorkdirLock(sys.argv[1])
+lock.acquire()
+open(sys.argv[2], 'w').write('held')
+time.sleep(600)
+'''
+
+
+def test_a_second_job_on_one_workdir_stops_naming_the_first(tmp_path):
+  workdir = tmp_path / 'shared'
+  workdir.mkdir()
+  mark = tmp_path / 'held'
+  first = subprocess.Popen(
+      [sys.executable, '-c', _HOLD_LOCK, str(workdir), str(mark)], cwd=ROOT,
+      env=subprocess_env(), stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 120
+    while time.time() < deadline and not mark.exists():
+      time.sleep(0.1)
+    with pytest.raises(workdir_lock.WorkdirLockedError) as info:
+      train.train_and_evaluate(_one_stage(), str(workdir))
+    message = str(info.value)
+    assert f'pid {first.pid}' in message
+    assert repr(socket.gethostname()) in message and 'since 20' in message
+    assert '\n' not in message
+    assert not os.path.exists(workdir / 'checkpoints')  # Nothing written.
+    # The command line: one line, no traceback.
+    second = subprocess.run(
+        [sys.executable, '-m', 'cvqvae_jax.main',
+         '--config=configs/default.py', f'--workdir={workdir}',
+         *KILL_FLAGS], cwd=ROOT, env=subprocess_env(), capture_output=True,
+        text=True, timeout=300, check=False)
+    assert second.returncode == 1
+    assert f'in use by another training job: host' in second.stderr
+    assert f'pid {first.pid}' in second.stderr
+    assert 'Traceback' not in second.stderr
+    # Evaluation only reads: no lock (here: no checkpoint yet).
+    with pytest.raises(FileNotFoundError, match='train first'):
+      train.run_offline('evaluate', _one_stage(), str(workdir))
+  finally:
+    first.send_signal(signal.SIGKILL)  # A crash: the kernel drops the lock.
+    first.wait(timeout=60)
+  with workdir_lock.WorkdirLock(str(workdir)) as lock:
+    assert json.load(open(lock.path))['pid'] == os.getpid()
+  assert open(lock.path).read() == ''  # Released cleanly.
+
+
+def test_a_lock_left_by_another_host_is_reported(tmp_path):
+  """On a file system whose locks do not reach across hosts, the file's
+  content is all there is to go by."""
+  path = workdir_lock.lock_path(str(tmp_path))
+  with open(path, 'w') as f:
+    json.dump({'host': 'node-17', 'pid': 4242, 'since': '2026-11-28T20:00:00',
+               'command': 'main.py'}, f)
+  with pytest.raises(workdir_lock.WorkdirLockedError,
+                     match="another host: host 'node-17', pid 4242"):
+    workdir_lock.WorkdirLock(str(tmp_path)).acquire()
+  # The same host: a crashed job's stale record is taken over.
+  with open(path, 'w') as f:
+    json.dump({'host': socket.gethostname(), 'pid': 4242}, f)
+  with workdir_lock.WorkdirLock(str(tmp_path)):
+    pass
