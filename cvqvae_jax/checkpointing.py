@@ -25,6 +25,8 @@ STATE, DATA, MODEL = 'state', 'data', 'model'
 DAMAGED = 'damaged_checkpoints'
 # JSON files of a step that read_fully parses (besides *.json).
 JSON_FILES = ('_CHECKPOINT_METADATA', '_METADATA', '_sharding', 'metadata')
+# In the name of the folder orbax writes a step into before it commits it.
+TMP_MARK = '.orbax-checkpoint-tmp'
 
 
 class CheckpointMismatchError(ValueError):
@@ -42,12 +44,8 @@ def checkpoint_dir(workdir: str) -> str:
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       checkpoint_dir(workdir),
-      # cleanup_tmp_directories: a save cut short by a kill leaves a
-      # <step>.orbax-checkpoint-tmp-* folder, never listed as a step; the
-      # next run (the only writer: workdir_lock) removes it.
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           create=True,
-                                           cleanup_tmp_directories=True),
+                                           create=True),
       # Named handlers let item_metadata() read a checkpoint's parameter
       # shapes before anything is restored.
       item_handlers={STATE: ocp.StandardCheckpointHandler(),
@@ -197,7 +195,8 @@ def read_fully(reader: ocp.CheckpointManager, step: int) -> None:
   if got != expected:
     differ = sorted(p for p in set(got) | set(expected)
                     if got.get(p) != expected.get(p))
-    raise ValueError(f'arrays differ from the checkpoint metadata: {differ[:5]}')
+    raise ValueError('arrays differ from the checkpoint metadata: '
+                     f'{differ[:5]}')
 
 
 def _set_aside(workdir: str, step: int) -> str:
@@ -218,9 +217,21 @@ def _unreadable_error(directory: str, damaged: list[tuple[int, str]]
       'to start again from step 0, or restore them from a copy.')
 
 
+def _remove_unfinished_saves(directory: str) -> None:
+  """Deletes the <step>.orbax-checkpoint-tmp-* folders of saves cut short
+  (orbax never lists them as steps). Only for the workdir's one writer
+  (workdir_lock): another job's save in progress looks the same."""
+  for name in sorted(os.listdir(directory)):
+    if TMP_MARK in name:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+      logging.info('Removed %s/%s: a save that never finished.', directory,
+                   name)
+
+
 def set_aside_damaged(workdir: str) -> int | None:
-  """Before a run writes `workdir`: reads its checkpoints fully, newest
-  first, until one reads, and moves every newer one that cannot be read to
+  """Before a run writes `workdir` (holding its lock): removes the folders
+  of saves cut short, reads its checkpoints fully, newest first, until one
+  reads, and moves every newer one that cannot be read to
   WORKDIR/damaged_checkpoints/ (one warning line each, naming the step).
 
   Returns the newest readable step, or None without checkpoints. Raises
@@ -230,6 +241,8 @@ def set_aside_damaged(workdir: str) -> int | None:
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     return None
+  if jax.process_index() == 0:
+    _remove_unfinished_saves(directory)
   reader = _reader(directory)
   damaged: list[tuple[int, str]] = []
   readable = None

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import ml_collections
 
-LR_SCHEDULES = ('constant', 'cosine')
+from cvqvae_jax.two_step import LR_SCHEDULES
 # Models that train without any label, for which data.supervision_rate may
 # be 0. None today: every variant of the paper's Table 1 learns q(y|x).
 LABEL_FREE_MODELS: tuple[str, ...] = ()
