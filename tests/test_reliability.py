@@ -237,7 +237,7 @@ KILL_FLAGS = (*TINY_FLAGS, '--config.stage_one.model=',
 
 @pytest.mark.parametrize('point', ['write', 'rename'])
 def test_sigkill_during_a_save_resumes_from_the_last_complete_one(
-    point, tmp_path):
+    point, tmp_path, straight_six):
   workdir = tmp_path / 'run'
   script = tmp_path / 'slow_save.py'
   script.write_text(_SLOW_SAVE)
@@ -272,10 +272,18 @@ def test_sigkill_during_a_save_resumes_from_the_last_complete_one(
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['4', '6']
   assert _train_steps(str(workdir)) == list(range(1, 7))
 
-  straight = str(tmp_path / 'straight')
-  train.train_and_evaluate(_kill_config(), straight)
   _assert_bitwise_equal(_state(str(workdir), _kill_config(), 6),
-                        _state(straight, _kill_config(), 6))
+                        _state(straight_six, _kill_config(), 6))
+
+
+@pytest.fixture(scope='module')
+def straight_six(tmp_path_factory):
+  """The uninterrupted run the killed ones are compared with."""
+  workdir = str(tmp_path_factory.mktemp('straight'))
+  with pytest.MonkeyPatch.context() as patch:
+    _skip_final_evaluation(patch)
+    train.train_and_evaluate(_kill_config(), workdir)
+  return workdir
 
 
 def _kill_config():
