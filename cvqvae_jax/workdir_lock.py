@@ -67,10 +67,17 @@ class WorkdirLock:
   """
 
   def __init__(self, workdir: str, process_index: int = 0):
-    self.path = lock_path(workdir, process_index)
+    # An object-store workdir (gs://...) has no file lock: not checked.
+    self.remote = '://' in str(workdir)
+    self.path = (f'{workdir}/{LOCK_NAME}' if self.remote
+                 else lock_path(workdir, process_index))
     self._fd: int | None = None
 
   def acquire(self) -> None:
+    if self.remote:
+      logging.warning('%s is not on a local or network file system: no lock '
+                      'keeps a second job from writing it.', self.path)
+      return
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -394,3 +394,9 @@ def test_resident_memory_stays_flat_over_a_long_run(tmp_path):
 
 MAX_GROWTH_MIB = 25.0
 LATE_GROWTH_MIB = 8.0
+
+
+def test_an_object_store_workdir_takes_no_lock():
+  with workdir_lock.WorkdirLock('gs://bucket/run') as lock:
+    assert lock.remote and lock.path == 'gs://bucket/run/.lock'
+  assert checkpointing.set_aside_damaged('gs://bucket/run') is None
