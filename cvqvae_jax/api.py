@@ -32,7 +32,7 @@ from cvqvae_jax import previews
 from cvqvae_jax import two_step
 from cvqvae_jax.data import images as image_io
 from cvqvae_jax.data import pipeline
-from cvqvae_jax.models import create_model as _create_model
+from cvqvae_jax import models
 
 
 def _tuples(value):
@@ -135,22 +135,9 @@ def _quiet():
     logging.set_verbosity(before)
 
 
-def _model(config, image_shape):
-  return _create_model(config.model, image_size=image_shape[0],
-                       channels=image_shape[-1],
-                       feature_kinds=pipeline.label_kinds(config))
-
-
-def _description(config, image_shape) -> dict[str, Any]:
-  # Kept equal to train.model_description (not imported: train pulls in the
-  # whole training stack).
-  return {'model': config.model.to_dict(), 'image_shape': list(image_shape),
-          'labels': list(config.data.labels)}
-
-
 def _differs(described, config, image_shape) -> bool:
   return bool(checkpointing.describe_differences(
-      described, _description(config, image_shape)))
+      described, models.description(config, image_shape)))
 
 
 def load(workdir: str) -> Trained:
@@ -174,7 +161,7 @@ def load(workdir: str) -> Trained:
                       'loading that model.', workdir, two_step.variant(one),
                       step)
       config = one
-  model = _model(config, image_shape)
+  model = models.for_config(config, image_shape)
   x = jax.ShapeDtypeStruct((1, *image_shape), np.float32)
   labels = jax.ShapeDtypeStruct((1, len(config.data.labels)), np.int32)
   rngs = {'params': jax.random.key(0), 'sample': jax.random.key(1)}
@@ -187,7 +174,7 @@ def load(workdir: str) -> Trained:
       abstract)
   with _quiet():  # orbax's notes on read-only managers and unread items.
     flat, source = checkpointing.restore_params(
-        workdir, abstract, description=_description(config, image_shape))
+        workdir, abstract, description=models.description(config, image_shape))
   return Trained(model, checkpointing.unflatten(flat), config,
                  int(source['step']), image_shape)
 

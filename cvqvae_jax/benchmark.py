@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import resource
-import sys
 import time
 
 from absl import app
@@ -101,12 +100,8 @@ def run(config, steps: int = 20) -> dict:
 
 def main(argv):
   del argv
-  try:
-    print(json.dumps(run(FLAGS.config, FLAGS.steps)))
-  except train.USER_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
-  sys.stdout.flush()
+  with train.exit_on_user_error():
+    print(json.dumps(run(FLAGS.config, FLAGS.steps)), flush=True)
 
 
 if __name__ == '__main__':

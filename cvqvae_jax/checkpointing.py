@@ -4,7 +4,10 @@ a small JSON description of the model, checked before anything is restored."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
+import shutil
 import signal
 import threading
 from typing import Any, Callable, Mapping
@@ -13,15 +16,27 @@ from absl import logging
 from etils import epath
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from cvqvae_jax import paths
 
 STATE, DATA, MODEL = 'state', 'data', 'model'
+# Where a checkpoint that cannot be read is moved: WORKDIR/DAMAGED/<step>-<UTC
+# time>, beside checkpoints/ so that orbax never lists it as a step again.
+DAMAGED = 'damaged_checkpoints'
+# JSON files of a step that read_fully parses (besides *.json).
+JSON_FILES = ('_CHECKPOINT_METADATA', '_METADATA', '_sharding', 'metadata')
+# In the name of the folder orbax writes a step into before it commits it.
+TMP_MARK = '.orbax-checkpoint-tmp'
 
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint does not fit the model being trained."""
+
+
+class NoReadableCheckpointError(FileNotFoundError):
+  """Every checkpoint of a workdir is damaged."""
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -102,14 +117,162 @@ def shape_mismatches(saved: Any, expected: Any) -> list[str]:
   return lines
 
 
+def _describe(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  described = manager.restore(step, args=ocp.args.Composite(
+      **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+  if not isinstance(described, Mapping):
+    raise ValueError(f'the model description is {described!r}, not a JSON '
+                     'object')
+  return described
+
+
+def _one_line(error: BaseException) -> str:
+  text = ' '.join(str(error).split())
+  if len(text) > 300:
+    text = text[:300] + '...'
+  return f'{type(error).__name__}: {text}'
+
+
+def _newest_first(manager: ocp.CheckpointManager) -> list[int]:
+  return sorted(manager.all_steps(), reverse=True)
+
+
 def latest_description(manager: ocp.CheckpointManager
                        ) -> tuple[int | None, dict[str, Any] | None]:
-  """(latest step, the model description saved with it), or (None, None)."""
-  step = manager.latest_step()
-  if step is None:
-    return None, None
-  return step, manager.restore(step, args=ocp.args.Composite(
-      **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+  """(latest step whose description reads, that description), or (None,
+  None). A step whose description cannot be read is skipped with a warning
+  (set_aside_damaged moves it out of a run's way first)."""
+  for step in _newest_first(manager):
+    try:
+      return step, _describe(manager, step)
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      logging.warning('Skipping checkpoint %s/%d: it cannot be read (%s).',
+                      manager.directory, step, _one_line(e))
+  return None, None
+
+
+def _reader(directory: str) -> ocp.CheckpointManager:
+  """A read-only manager that restores parameters without the optimizer."""
+  return ocp.CheckpointManager(
+      directory,
+      options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers={STATE: ocp.PyTreeCheckpointHandler(),
+                     MODEL: ocp.JsonCheckpointHandler()})
+
+
+def read_fully(reader: ocp.CheckpointManager, step: int) -> None:
+  """Reads every item of `step` into host memory, whatever model wrote it.
+
+  Raises (any exception) when a file cannot be read or parsed, or when an
+  array read back differs in shape or dtype from the checkpoint's own
+  metadata.
+  """
+  root = os.path.join(str(reader.directory), str(step))
+  data = os.path.join(root, DATA)
+  if not any(n.endswith('.json') for n in os.listdir(data)):
+    raise ValueError(f'no data iterator state in {data}')
+  # The JSON files a restore reads (the data iterator's state, the model
+  # description, the per-array metadata of the train state) and orbax's own
+  # record of the step.
+  for folder, _, names in os.walk(root):
+    for name in names:
+      if (name.endswith('.json') or name in JSON_FILES
+          or os.path.basename(folder) == 'array_metadatas'):
+        path = os.path.join(folder, name)
+        try:
+          with open(path, 'rb') as f:
+            json.load(f)
+        except ValueError as e:
+          raise ValueError(f'{path} is not valid JSON ({e})') from e
+  _describe(reader, step)
+  metadata = reader.item_metadata(step)[STATE]
+  expected = {path: (tuple(m.shape), np.dtype(m.dtype))
+              for path, m in flatten(metadata).items()}
+  restore_args = jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+  restored = reader.restore(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.PyTreeRestore(restore_args=restore_args)}))[STATE]
+  got = {path: (tuple(np.shape(v)), np.asarray(v).dtype)
+         for path, v in flatten(restored).items()}
+  if got != expected:
+    differ = sorted(p for p in set(got) | set(expected)
+                    if got.get(p) != expected.get(p))
+    raise ValueError('arrays differ from the checkpoint metadata: '
+                     f'{differ[:5]}')
+
+
+def _set_aside(workdir: str, step: int) -> str:
+  """Moves checkpoints/<step> to WORKDIR/DAMAGED/<step>-<UTC time>."""
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime(
+      '%Y%m%dT%H%M%S.%fZ')
+  target = os.path.join(os.path.abspath(workdir), DAMAGED, f'{step}-{stamp}')
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  shutil.move(os.path.join(checkpoint_dir(workdir), str(step)), target)
+  return target
+
+
+def _unreadable_error(directory: str, damaged: list[tuple[int, str]]
+                      ) -> NoReadableCheckpointError:
+  listed = '; '.join(f'{directory}/{step} ({why})' for step, why in damaged)
+  return NoReadableCheckpointError(
+      f'No checkpoint in {directory} can be read: {listed}. Move them away '
+      'to start again from step 0, or restore them from a copy.')
+
+
+def _remove_unfinished_saves(directory: str) -> None:
+  """Deletes the <step>.orbax-checkpoint-tmp-* folders of saves cut short
+  (orbax never lists them as steps). Only for the workdir's one writer
+  (workdir_lock): another job's save in progress looks the same."""
+  for name in sorted(os.listdir(directory)):
+    if TMP_MARK in name:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+      logging.info('Removed %s/%s: a save that never finished.', directory,
+                   name)
+
+
+def set_aside_damaged(workdir: str) -> int | None:
+  """Before a run writes `workdir` (holding its lock): removes the folders
+  of saves cut short, reads its checkpoints fully, newest first, until one
+  reads, and moves every newer one that cannot be read to
+  WORKDIR/damaged_checkpoints/ (one warning line each, naming the step).
+
+  Returns the newest readable step, or None without checkpoints. Raises
+  NoReadableCheckpointError, naming every path, when there are checkpoints
+  and none reads (nothing is moved then).
+  """
+  if '://' in str(workdir):  # Object stores: orbax's own checks only.
+    return None
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    return None
+  if jax.process_index() == 0:
+    _remove_unfinished_saves(directory)
+  reader = _reader(directory)
+  damaged: list[tuple[int, str]] = []
+  readable = None
+  try:
+    for step in _newest_first(reader):
+      try:
+        read_fully(reader, step)
+      except Exception as e:  # pylint: disable=broad-exception-caught
+        damaged.append((step, _one_line(e)))
+        continue
+      readable = step
+      break
+  finally:
+    reader.close()
+  if damaged and readable is None:
+    raise _unreadable_error(directory, damaged)
+  if jax.process_index() == 0:
+    for step, why in damaged:
+      target = _set_aside(workdir, step)
+      logging.warning('Checkpoint step %d cannot be read (%s): moved it to '
+                      '%s; resuming from step %d.', step, why, target,
+                      readable)
+  if damaged and jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices('cvqvae_set_aside_damaged')
+  return readable
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any,
@@ -121,9 +284,34 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
   Raises CheckpointMismatchError naming every field and parameter that
   differs when the checkpoint belongs to another model.
   """
-  step = manager.latest_step() if step is None else step
-  if step is None:
+  if step is not None:
+    return _restore_step(manager, abstract_state, data_iterator,
+                         model_description, step)
+  steps = _newest_first(manager)
+  if not steps:
     raise FileNotFoundError(f'No checkpoint in {manager.directory}.')
+  damaged = []
+  for step in steps:  # Newest first; a damaged one is moved aside.
+    try:
+      return _restore_step(manager, abstract_state, data_iterator,
+                           model_description, step)
+    except CheckpointMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      damaged.append((step, _one_line(e)))
+      if step == steps[-1]:
+        break
+      if jax.process_index() == 0:
+        target = _set_aside(os.path.dirname(str(manager.directory)), step)
+        logging.warning('Checkpoint step %d cannot be read (%s): moved it '
+                        'to %s; trying step %d.', step, damaged[-1][1],
+                        target, steps[steps.index(step) + 1])
+      manager.reload()
+  raise _unreadable_error(str(manager.directory), damaged)
+
+
+def _restore_step(manager, abstract_state, data_iterator, model_description,
+                  step):
   directory = manager.directory
   saved = manager.restore(step, args=ocp.args.Composite(
       **{MODEL: ocp.args.JsonRestore()}))[MODEL]
@@ -165,18 +353,34 @@ def restore_params(workdir: str, abstract_params: Any,
         f'No checkpoints in {directory}: expected the --workdir of a '
         'training run, which holds checkpoints/ (train first, with '
         '--mode=train and that --workdir).')
-  manager = ocp.CheckpointManager(
-      directory,
-      options=ocp.CheckpointManagerOptions(read_only=True),
-      item_handlers={STATE: ocp.PyTreeCheckpointHandler(),
-                     MODEL: ocp.JsonCheckpointHandler()})
-  step = manager.latest_step()
-  if step is None:
+  manager = _reader(directory)
+  steps = _newest_first(manager)
+  if not steps:
     raise FileNotFoundError(
         f'No checkpoints in {directory}: that run has not saved one yet '
         '(train first, or wait for its first checkpoint).')
-  described = manager.restore(step, args=ocp.args.Composite(
-      **{MODEL: ocp.args.JsonRestore()}))[MODEL]
+  damaged = []
+  try:
+    for step in steps:
+      try:
+        return _restore_params(manager, step, abstract_params, select,
+                               description)
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-exception-caught
+        # Read only: the damaged step stays where it is (the run that
+        # writes this workdir moves it aside when it resumes).
+        damaged.append((step, _one_line(e)))
+        logging.warning('Skipping checkpoint %s/%d: it cannot be read (%s).',
+                        directory, step, damaged[-1][1])
+  finally:
+    manager.close()
+  raise _unreadable_error(directory, damaged)
+
+
+def _restore_params(manager, step, abstract_params, select, description):
+  directory = str(manager.directory)
+  described = _describe(manager, step)
   wanted = {k: v for k, v in flatten(abstract_params).items() if select(k)}
   differences = []
   if description is not None:
@@ -197,7 +401,6 @@ def restore_params(workdir: str, abstract_params: Any,
           item=target,
           restore_args=ocp.checkpoint_utils.construct_restore_args(target),
           partial_restore=True)}))[STATE]['params']
-  manager.close()
   return flatten(restored), {'directory': directory, 'step': int(step),
                              'model': described.get('model', {})}
 
@@ -257,18 +460,13 @@ class PreemptionGuard:
 
 def read_latest_description(workdir: str
                             ) -> tuple[int | None, dict[str, Any] | None]:
-  """(latest step, its model description) of a workdir's checkpoints, read
-  only; (None, None) when it has none."""
+  """(latest readable step, its model description) of a workdir's
+  checkpoints, read only; (None, None) when it has none."""
   directory = checkpoint_dir(workdir)
   if not epath.Path(directory).is_dir():
     return None, None
-  manager = ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(read_only=True),
-      item_handlers={MODEL: ocp.JsonCheckpointHandler()})
-  step = manager.latest_step()
-  described = None
-  if step is not None:
-    described = manager.restore(step, args=ocp.args.Composite(
-        **{MODEL: ocp.args.JsonRestore()}))[MODEL]
-  manager.close()
-  return step, described
+  manager = _reader(directory)
+  try:
+    return latest_description(manager)
+  finally:
+    manager.close()

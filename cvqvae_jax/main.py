@@ -22,7 +22,6 @@ Several processes (a cluster, docs/cluster.md): add --distributed, or set
 CVQVAE_DISTRIBUTED=1, in every process.
 """
 
-import difflib
 import logging as std_logging
 import os
 import re
@@ -158,7 +157,7 @@ def main(argv):
       logging.set_verbosity(logging.WARNING)
   if console is not None:  # INFO from process 0 only.
     console.is_chief = jax.process_index() == 0
-  try:
+  with train.exit_on_user_error():
     config = FLAGS.config
     if config is None:
       if FLAGS.mode == 'train':
@@ -171,10 +170,6 @@ def main(argv):
       train.train_and_evaluate(config, FLAGS.workdir)
     else:
       train.run_offline(FLAGS.mode, config, FLAGS.workdir)
-  except train.USER_ERRORS as e:
-    logging.debug('Traceback of the error below:', exc_info=True)
-    print(f'error: {e}', file=sys.stderr, flush=True)  # Once, no traceback.
-    sys.exit(1)
 
 
 if __name__ == '__main__':

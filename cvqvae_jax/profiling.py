@@ -7,7 +7,6 @@ file). Only process 0 traces.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from absl import logging

@@ -7,10 +7,12 @@ evaluation.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
+import sys
 from typing import Any
 
 from absl import logging
@@ -24,17 +26,19 @@ import numpy as np
 import optax
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import config_checks
 from cvqvae_jax import evaluation
 from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
+from cvqvae_jax import optim
 from cvqvae_jax import paths
 from cvqvae_jax import previews
 from cvqvae_jax import profiling
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
+from cvqvae_jax import workdir_lock
 from cvqvae_jax.data import pipeline
 from cvqvae_jax import models as models_lib
-from cvqvae_jax.models import create_model as _create_model
 from cvqvae_jax.models import sampling
 
 LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
@@ -48,31 +52,29 @@ class NonFiniteLossError(FloatingPointError):
 # Errors that are the user's to fix: entry points print the message, no
 # traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError,
-               checkpointing.CheckpointMismatchError, NonFiniteLossError)
+               checkpointing.CheckpointMismatchError, NonFiniteLossError,
+               workdir_lock.WorkdirLockedError)
+
+
+@contextlib.contextmanager
+def exit_on_user_error(prefix: str = 'error'):
+  """For entry points: an error of USER_ERRORS inside the block becomes one
+  line on stderr ('PREFIX: message') and exit status 1; its traceback goes
+  to the debug log only."""
+  try:
+    yield
+  except USER_ERRORS as e:
+    logging.debug('Traceback of the error below:', exc_info=True)
+    print(f'{prefix}: {e}', file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 TrainState = train_state.TrainState
 
 
-def create_model(config: ml_collections.ConfigDict, image_shape):
-  return _create_model(config.model, image_size=image_shape[0],
-                       channels=image_shape[-1],
-                       feature_kinds=pipeline.label_kinds(config))
-
-
-def model_description(config, image_shape) -> dict[str, Any]:
-  """What must match for a checkpoint to be resumed with this config.
-
-  Of the baselines' S_z, only the trained model's: checkpoints written
-  before the baselines existed stay readable.
-  """
-  model = config.model.to_dict()
-  if 'latent_size' in model:
-    model['latent_size'] = {
-        k: v for k, v in model['latent_size'].items()
-        if k not in models_lib.BASELINES or k == config.model.name}
-  return {'model': model, 'image_shape': list(image_shape),
-          'labels': list(config.data.labels)}
+# The model of a config, and what its checkpoints record of it.
+create_model = models_lib.for_config
+model_description = models_lib.description
 
 
 def create_train_state(rng, *, model, tx, image_shape,
@@ -95,39 +97,6 @@ def temperatures(step, objective) -> tuple[jax.Array, jax.Array]:
       step, objective.z_temperature_start, objective.z_temperature_end,
       objective.z_temperature_anneal_steps)
   return y_t, z_t
-
-
-LR_SCHEDULES = ('constant', 'cosine')
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict):
-  """config.learning_rate, constant or with warm-up and cosine decay."""
-  if config.lr_schedule not in LR_SCHEDULES:
-    raise ValueError(f'lr_schedule must be one of {LR_SCHEDULES}, got '
-                     f'{config.lr_schedule!r}.')
-  if config.lr_schedule == 'constant':
-    return config.learning_rate
-  # The optimizer of a stage two starts counting at its own first step.
-  steps = config.num_train_steps - (two_step.stage_one_steps(config)
-                                    if two_step.has_stage_one(config) else 0)
-  return optax.warmup_cosine_decay_schedule(
-      0.0, config.learning_rate, config.warmup_steps,
-      max(steps, config.warmup_steps + 1))
-
-
-def create_optimizer(config: ml_collections.ConfigDict
-                     ) -> optax.GradientTransformation:
-  """Adam; with freeze_steps, C_phi and the tokens get no update (and their
-  Adam moments do not move) during the first freeze_steps steps."""
-  adam = optax.adam(learning_rate_schedule(config))
-  if not (config.freeze_steps and two_step.is_stage_two(config)):
-    return adam
-  frozen_first = optax.transforms.conditionally_mask(
-      optax.adam(learning_rate_schedule(config)),
-      lambda count: count >= config.freeze_steps)
-  return optax.multi_transform(
-      {two_step.TRAINED: adam, two_step.TRANSFERRED: frozen_first},
-      two_step.param_labels)
 
 
 def loss_fn(params, batch, rng, step, *, model, objective):
@@ -231,7 +200,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   image_shape = tuple(pipeline.image_shape(config.data))
   model = create_model(config, image_shape)
   init = functools.partial(create_train_state, model=model,
-                           tx=create_optimizer(config),
+                           tx=optim.create_optimizer(config),
                            image_shape=image_shape,
                            num_labels=len(config.data.labels))
   abstract_state = jax.eval_shape(init, jax.random.key(0))
@@ -274,22 +243,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   either stage resumes there, and stage one is never trained again once
   stage two has saved a checkpoint.
   """
+  config_checks.validate(config)
   two_step.check_config(config, workdir)
   workdir = paths.absolute(workdir)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  stage_one = None
-  if two_step.has_stage_one(config):
-    stage_one = two_step.stage_one_config(config)
-    logging.info('Training %s: stage one (%s) for steps 1-%d, then %s to '
-                 'step %d.', two_step.variant(config),
-                 two_step.variant(stage_one), stage_one.num_train_steps,
-                 config.model.name, config.num_train_steps)
-  if jax.process_index() == 0:
-    _write_config(workdir, config)
-  if stage_one is not None and not _stage_one_done(workdir, stage_one):
-    if _train(stage_one, workdir, final=False) is None:
-      return {}
-  return _train(config, workdir, stage_one=stage_one) or {}
+  # One writer per workdir (docs/reliability.md), held until this returns.
+  with workdir_lock.WorkdirLock(workdir, jax.process_index()):
+    checkpointing.set_aside_damaged(workdir)
+    stage_one = None
+    if two_step.has_stage_one(config):
+      stage_one = two_step.stage_one_config(config)
+      logging.info('Training %s: stage one (%s) for steps 1-%d, then %s to '
+                   'step %d.', two_step.variant(config),
+                   two_step.variant(stage_one), stage_one.num_train_steps,
+                   config.model.name, config.num_train_steps)
+    if jax.process_index() == 0:
+      _write_config(workdir, config)
+    if stage_one is not None and not _stage_one_done(workdir, stage_one):
+      if _train(stage_one, workdir, final=False) is None:
+        return {}
+    return _train(config, workdir, stage_one=stage_one) or {}
 
 
 def _stage_one_done(workdir: str, stage_one) -> bool:
@@ -481,6 +454,7 @@ def _summary(workdir: str, step: int, results: dict, preview: str,
 def run_offline(mode: str, config: ml_collections.ConfigDict,
                 workdir: str) -> dict[str, Any]:
   """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
+  config_checks.validate(config)
   if jax.process_count() > 1:
     raise ValueError(
         f'--mode={mode} runs in one process (it reads the whole test split '

@@ -11,7 +11,7 @@ Every model names C_phi `feature_net` and its tokens `tokens_i` /
 both stages. `config.init_from` names the stage-one workdir; the rest of the
 stage-two parameters start from their usual initialisation.
 
-The freeze is part of the optimizer (train.create_optimizer), not a branch
+The freeze is part of the optimizer (optim.create_optimizer), not a branch
 in the train step: param_labels() marks the transferred parameters, which
 get an Adam that is masked for its first `freeze_steps` updates.
 """
@@ -49,13 +49,8 @@ def param_labels(params) -> Any:
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Clear errors for two-step settings that cannot work."""
-  if config.freeze_steps < 0:
-    raise ValueError(f'freeze_steps must be >= 0, got {config.freeze_steps}.')
-  if not 0.0 <= config.stage_one.share < 1.0:
-    raise ValueError('stage_one.share (the part of num_train_steps given to '
-                     f'stage one) must be in [0, 1), got '
-                     f'{config.stage_one.share}.')
+  """Clear errors for two-step settings that cannot work (the ranges of
+  freeze_steps and stage_one.share: config_checks.validate)."""
   if config.stage_one.model and (config.stage_one.model
                                  not in STAGE_ONE_MODELS):
     raise ValueError(f'stage_one.model must be one of {STAGE_ONE_MODELS} '

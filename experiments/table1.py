@@ -15,7 +15,6 @@ in WORKDIR/classifier). Writes WORKDIR/table1.json and WORKDIR/table1.md.
 
 import json
 import os
-import sys
 import time
 
 from absl import app
@@ -113,16 +112,13 @@ def main(argv):
                             _FREEZE.value)
     workdir = os.path.join(root, letter)
     start = time.time()
-    try:
+    with train.exit_on_user_error(f'error in variant {letter}'):
       if not two_step.finished(workdir, config.num_train_steps):
         if not train.train_and_evaluate(config, workdir):
           print('Preempted; run the same command again to continue.')
           return
       _share_classifier(root, workdir)
       paper = train.run_offline('evaluate', config, workdir)
-    except train.USER_ERRORS as e:
-      print(f'error in variant {letter}: {e}', file=sys.stderr)
-      sys.exit(1)
     last_train, last_eval = last_records(workdir)
     rows[letter] = {'model': config.model.name, 'init_from': config.init_from,
                     'steps': config.num_train_steps,

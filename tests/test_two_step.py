@@ -14,6 +14,7 @@ import optax
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import optim
 from cvqvae_jax import train
 from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
@@ -27,7 +28,7 @@ def test_optimizer_freezes_only_the_transferred_params():
   params = {'feature_net': {'head': {'kernel': jnp.ones((2, 2))}},
             'encoder': {'tokens_0': {'table': jnp.ones((3,))},
                         'block_0': {'conv_1': {'kernel': jnp.ones((3,))}}}}
-  tx = train.create_optimizer(config)
+  tx = optim.create_optimizer(config)
   opt_state = tx.init(params)
   grads = jax.tree.map(jnp.ones_like, params)
   update = jax.jit(tx.update)
@@ -54,7 +55,7 @@ def test_optimizer_freezes_only_the_transferred_params():
 def test_without_freeze_steps_the_optimizer_is_plain_adam():
   config = tiny_config(init_from='stage_one', freeze_steps=0)
   params = {'feature_net': {'w': jnp.ones(2)}}
-  state = train.create_optimizer(config).init(params)
+  state = optim.create_optimizer(config).init(params)
   assert jax.tree.structure(state) == jax.tree.structure(
       optax.adam(1.0).init(params))
 
@@ -272,7 +273,7 @@ def test_freeze_steps_applies_to_a_stage_two_only(overrides):
   config = tiny_config(**overrides)
   assert config.freeze_steps == 300 and not two_step.is_stage_two(config)
   params = {'feature_net': {'w': jnp.ones(2)}, 'decoder': {'w': jnp.ones(2)}}
-  tx = train.create_optimizer(config)
+  tx = optim.create_optimizer(config)
   updates, _ = tx.update({'feature_net': {'w': jnp.ones(2)},
                           'decoder': {'w': jnp.ones(2)}}, tx.init(params))
   assert float(jnp.abs(updates['feature_net']['w']).min()) > 0.0

@@ -3,11 +3,12 @@ the baselines M2, CCVAE and JDVAE of Tables 2-3 (models/baselines.py)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import ml_collections
 
+from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import baselines
 from cvqvae_jax.models import cgvae
 from cvqvae_jax.models import cvqvae
@@ -79,3 +80,28 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       vq_target=model_config.vq_target,
       distance_scale=model_config.distance_scale,
   )
+
+
+def for_config(config: ml_collections.ConfigDict,
+               image_shape: Sequence[int]) -> nn.Module:
+  """The model of a whole config for images of `image_shape` (S, S, C)."""
+  return create_model(config.model, image_size=image_shape[0],
+                      channels=image_shape[-1],
+                      feature_kinds=pipeline.label_kinds(config))
+
+
+def description(config: ml_collections.ConfigDict,
+                image_shape: Sequence[int]) -> dict[str, Any]:
+  """What a checkpoint records of its model, and what must match for it to
+  be resumed or loaded with `config`.
+
+  Of the baselines' S_z, only the trained model's: checkpoints written
+  before the baselines existed stay readable.
+  """
+  model = config.model.to_dict()
+  if 'latent_size' in model:
+    model['latent_size'] = {
+        k: v for k, v in model['latent_size'].items()
+        if k not in BASELINES or k == config.model.name}
+  return {'model': model, 'image_shape': list(image_shape),
+          'labels': list(config.data.labels)}

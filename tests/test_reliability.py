@@ -1,0 +1,402 @@
+"""Faults a cluster job meets (docs/reliability.md): a damaged latest
+checkpoint, a SIGKILL during a save, two jobs on one workdir, and the
+resident memory of a long run."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from cvqvae_jax import checkpointing
+from cvqvae_jax import train
+from cvqvae_jax import two_step
+from cvqvae_jax import workdir_lock
+
+from conftest import ROOT, subprocess_env, tiny_config
+from test_train import TINY_FLAGS
+
+
+def _skip_final_evaluation(monkeypatch):
+  """The held-out evaluation and the preview at the end of a run are not
+  what these tests check (test_train does): skipped to keep them fast."""
+  monkeypatch.setattr(train.evaluation, 'evaluate',
+                      lambda *args, **kwargs: {})
+  monkeypatch.setattr(train.previews, 'write_preview',
+                      lambda workdir, *args: os.path.join(workdir, 'x.png'))
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+  _skip_final_evaluation(monkeypatch)
+
+
+def _one_stage(**overrides):
+  return tiny_config(**{'stage_one.model': '', **overrides})
+
+
+def _state(workdir, config, step):
+  """The full train state (params and Adam moments) saved at `step`."""
+  manager = checkpointing.create_manager(workdir, 10)
+  _, _, _, abstract, _, shape = train._build(config)  # pylint: disable=protected-access
+  state = checkpointing.restore(manager, abstract, None,
+                                train.model_description(config, shape),
+                                step=step)
+  manager.close()
+  return state
+
+
+def _assert_bitwise_equal(a, b):
+  leaves_a = jax.tree_util.tree_flatten_with_path(a)[0]
+  leaves_b = jax.tree_util.tree_flatten_with_path(b)[0]
+  assert len(leaves_a) == len(leaves_b) > 100
+  for (path, x), (_, y) in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                  err_msg=jax.tree_util.keystr(path))
+
+
+def _damage(step_dir):
+  """What a job that died mid-write or a flipped disk block leaves: the
+  sharding record and the array files of the train state overwritten."""
+  files = [os.path.join(step_dir, 'state', '_sharding')] + glob.glob(
+      os.path.join(step_dir, 'state', 'ocdbt.process_0', 'd', '*'))
+  for path in files:
+    size = os.path.getsize(path)
+    with open(path, 'r+b') as f:
+      f.write((b'\x00damaged' * (size // 8 + 1))[:size])
+  return files
+
+
+def _train_steps(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(l)['step'] for l in f if 'loss' in json.loads(l)]
+
+
+@pytest.fixture(scope='module')
+def four_steps(tmp_path_factory):
+  """A one-stage run to step 4, checkpoints at 2 and 4."""
+  workdir = str(tmp_path_factory.mktemp('four'))
+  with pytest.MonkeyPatch.context() as patch:
+    _skip_final_evaluation(patch)
+    train.train_and_evaluate(_one_stage(), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  return workdir
+
+
+def _copy(source, target, drop=()):
+  shutil.copytree(source, target)
+  for step in drop:
+    shutil.rmtree(os.path.join(target, 'checkpoints', str(step)))
+  return str(target)
+
+
+def test_damaged_latest_checkpoint_resumes_from_the_one_before(
+    four_steps, tmp_path, caplog):
+  damaged = _copy(four_steps, tmp_path / 'damaged')
+  # The reference: never damaged, resumed from step 2.
+  clean = _copy(four_steps, tmp_path / 'clean', drop=(4,))
+  _damage(os.path.join(damaged, 'checkpoints', '4'))
+  config = _one_stage(num_train_steps=6)
+  with caplog.at_level('WARNING'):
+    train.train_and_evaluate(config, damaged)
+  skipped = [r.getMessage() for r in caplog.records
+             if 'cannot be read' in r.getMessage()]
+  assert len(skipped) == 1, skipped
+  assert skipped[0].startswith('Checkpoint step 4 cannot be read')
+  assert 'resuming from step 2' in skipped[0]
+  assert '_sharding' in skipped[0]
+  # Kept aside (not deleted), where orbax does not list it.
+  aside = glob.glob(os.path.join(damaged, checkpointing.DAMAGED, '4-*'))
+  assert len(aside) == 1 and aside[0] in skipped[0]
+  assert os.path.exists(os.path.join(aside[0], 'state', '_sharding'))
+  assert sorted(os.listdir(os.path.join(damaged, 'checkpoints'))) == ['4', '6']
+  assert _train_steps(damaged) == [2, 4, 6]  # Replayed steps logged once.
+
+  train.train_and_evaluate(config, clean)
+  _assert_bitwise_equal(_state(damaged, config, 6), _state(clean, config, 6))
+
+
+def test_no_readable_checkpoint_stops_naming_every_path(four_steps,
+                                                        tmp_path):
+  workdir = _copy(four_steps, tmp_path / 'all_damaged')
+  for step in (2, 4):
+    _damage(os.path.join(workdir, 'checkpoints', str(step)))
+  with pytest.raises(checkpointing.NoReadableCheckpointError) as info:
+    train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  message = str(info.value)
+  assert '\n' not in message
+  for step in (2, 4):
+    assert f'{workdir}/checkpoints/{step} (' in message
+  # Nothing moved: the user decides.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  assert not os.path.exists(os.path.join(workdir, checkpointing.DAMAGED))
+  _, _, _, abstract, _, _ = train._build(_one_stage())  # pylint: disable=protected-access
+  with pytest.raises(checkpointing.NoReadableCheckpointError):
+    checkpointing.restore_params(workdir, abstract.params)
+
+
+def test_readers_skip_a_damaged_latest_without_moving_it(four_steps,
+                                                         tmp_path, caplog):
+  """--mode=evaluate|figures (restore_params) and a stage two reading this
+  workdir as its stage one (initialise_from): they read the step before,
+  and leave the workdir as it is."""
+  workdir = _copy(four_steps, tmp_path / 'read_only')
+  _damage(os.path.join(workdir, 'checkpoints', '4'))
+  config = _one_stage()
+  _, _, _, abstract, _, shape = train._build(config)  # pylint: disable=protected-access
+  with caplog.at_level('WARNING'):
+    flat, source = checkpointing.restore_params(
+        workdir, abstract.params,
+        description=train.model_description(config, shape))
+  assert source['step'] == 2
+  assert any(f'Skipping checkpoint {workdir}/checkpoints/4' in r.getMessage()
+             for r in caplog.records)
+  expected = checkpointing.flatten(_state(four_steps, config, 2).params)
+  assert sorted(flat) == sorted(expected)
+  for path, value in flat.items():
+    np.testing.assert_array_equal(np.asarray(value), expected[path])
+  params = two_step.initialise_from(workdir, jax.tree.map(np.zeros_like,
+                                                          abstract.params),
+                                    abstract.params)
+  restored = checkpointing.flatten(params)
+  for path in expected:
+    if two_step.is_transferred(path):
+      np.testing.assert_array_equal(np.asarray(restored[path]),
+                                    expected[path])
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+
+
+def test_damaged_stage_two_checkpoint_restarts_stage_two_from_stage_one(
+    tmp_path):
+  """E: stage one (D) steps 1-2, stage two 3-4. With step 4 damaged, the
+  run goes back to stage one's last checkpoint and starts stage two from
+  it again, bitwise as a run that never had step 4."""
+  config = tiny_config(**{'stage_one.share': 0.5, 'freeze_steps': 1})
+  first = str(tmp_path / 'first')
+  train.train_and_evaluate(config, first)
+  assert sorted(os.listdir(os.path.join(first, 'checkpoints'))) == ['2', '4']
+  clean = _copy(first, tmp_path / 'clean', drop=(4,))
+  _damage(os.path.join(first, 'checkpoints', '4'))
+  train.train_and_evaluate(config, first)
+  train.train_and_evaluate(config, clean)
+  with open(os.path.join(first, two_step.INIT_RECORD)) as f:
+    assert json.load(f)['checkpoint'].endswith('checkpoints/2')
+  _assert_bitwise_equal(_state(first, config, 4), _state(clean, config, 4))
+
+
+# A child `python -m cvqvae_jax.main` whose save of one step stops at a
+# chosen point (and signals it) until it is killed there.
+_SLOW_SAVE = r'''
+import os, sys, time
+from orbax.checkpoint._src.path import async_path
+import orbax.checkpoint as ocp
+step, point, mark = sys.argv[1:4]
+sys.argv = [sys.argv[0], *sys.argv[4:]]
+
+def hold(what):
+  with open(mark, 'w') as f:
+    f.write(what)
+  time.sleep(600)
+
+if point == 'rename':  # Every file written, the commit not yet made.
+  rename = async_path.rename
+  async def slow_rename(src, dst):
+    if dst.name == step:
+      hold(str(src))
+    return await rename(src, dst)
+  async_path.rename = slow_rename
+elif point == 'write':  # Some items written, others not yet.
+  save = ocp.JsonCheckpointHandler.async_save
+  async def slow_save(self, directory, *args, **kwargs):
+    if f'/{step}.orbax-checkpoint-tmp' in str(directory):
+      hold(str(directory))
+    return await save(self, directory, *args, **kwargs)
+  ocp.JsonCheckpointHandler.async_save = slow_save
+
+# As _skip_final_evaluation: the held-out evaluation is not checked here.
+from cvqvae_jax import train
+train.evaluation.evaluate = lambda *args, **kwargs: {}
+train.previews.write_preview = lambda workdir, *args: workdir + '/x.png'
+from absl import app
+from cvqvae_jax import main
+app.run(main.main)
+'''
+
+KILL_FLAGS = (*TINY_FLAGS, '--config.stage_one.model=',
+              '--config.num_train_steps=6', '--config.checkpoint_every_steps=2',
+              '--config.eval_every_steps=0')
+
+
+@pytest.mark.parametrize('point', ['write', 'rename'])
+def test_sigkill_during_a_save_resumes_from_the_last_complete_one(
+    point, tmp_path, straight_six):
+  workdir = tmp_path / 'run'
+  script = tmp_path / 'slow_save.py'
+  script.write_text(_SLOW_SAVE)
+  mark = tmp_path / 'mark'
+  log = open(tmp_path / 'child.log', 'w')  # pylint: disable=consider-using-with
+  proc = subprocess.Popen(
+      [sys.executable, str(script), '4', point, str(mark),
+       '--config=configs/default.py', f'--workdir={workdir}', *KILL_FLAGS],
+      cwd=ROOT, stdout=log, stderr=log, env=subprocess_env())
+  deadline = time.time() + 300
+  while time.time() < deadline and not mark.exists() and proc.poll() is None:
+    time.sleep(0.1)
+  assert mark.exists(), (tmp_path / 'child.log').read_text()[-3000:]
+  time.sleep(0.2)  # The mark is written: the child now sleeps in the save.
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=60)
+  log.close()
+  names = os.listdir(workdir / 'checkpoints')
+  # The interrupted save is a temporary folder that resume never lists.
+  assert any(n.startswith('4.orbax-checkpoint-tmp') for n in names), names
+  assert checkpointing.create_manager(str(workdir), 2).all_steps() == [2]
+
+  done = subprocess.run(
+      [sys.executable, str(script), '0', 'none', str(mark),
+       '--config=configs/default.py', f'--workdir={workdir}', *KILL_FLAGS],
+      cwd=ROOT, env=subprocess_env(),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f'Resumed from {workdir}/checkpoints at step 2' in done.stderr
+  assert 'Trained to step 6' in done.stdout
+  # The temporary folder is gone, the steps are complete.
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['4', '6']
+  assert _train_steps(str(workdir)) == list(range(1, 7))
+
+  _assert_bitwise_equal(_state(str(workdir), _kill_config(), 6),
+                        _state(straight_six, _kill_config(), 6))
+
+
+@pytest.fixture(scope='module')
+def straight_six(tmp_path_factory):
+  """The uninterrupted run the killed ones are compared with."""
+  workdir = str(tmp_path_factory.mktemp('straight'))
+  with pytest.MonkeyPatch.context() as patch:
+    _skip_final_evaluation(patch)
+    train.train_and_evaluate(_kill_config(), workdir)
+  return workdir
+
+
+def _kill_config():
+  """tiny_config with what KILL_FLAGS set (TINY_FLAGS and tiny_config agree
+  on everything that shapes the parameters)."""
+  return _one_stage(num_train_steps=6, log_every_steps=1, eval_every_steps=0)
+
+
+_HOLD_LOCK = r'''
+import sys, time
+from cvqvae_jax import workdir_lock
+lock = workdir_lock.WorkdirLock(sys.argv[1])
+lock.acquire()
+open(sys.argv[2], 'w').write('held')
+time.sleep(600)
+'''
+
+
+def test_a_second_job_on_one_workdir_stops_naming_the_first(tmp_path):
+  workdir = tmp_path / 'shared'
+  workdir.mkdir()
+  mark = tmp_path / 'held'
+  first = subprocess.Popen(
+      [sys.executable, '-c', _HOLD_LOCK, str(workdir), str(mark)], cwd=ROOT,
+      env=subprocess_env(), stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 120
+    while time.time() < deadline and not mark.exists():
+      time.sleep(0.1)
+    with pytest.raises(workdir_lock.WorkdirLockedError) as info:
+      train.train_and_evaluate(_one_stage(), str(workdir))
+    message = str(info.value)
+    assert f'pid {first.pid}' in message
+    assert repr(socket.gethostname()) in message and 'since 20' in message
+    assert '\n' not in message
+    assert not os.path.exists(workdir / 'checkpoints')  # Nothing written.
+    # The command line: one line, no traceback.
+    second = subprocess.run(
+        [sys.executable, '-m', 'cvqvae_jax.main',
+         '--config=configs/default.py', f'--workdir={workdir}',
+         *KILL_FLAGS], cwd=ROOT, env=subprocess_env(), capture_output=True,
+        text=True, timeout=300, check=False)
+    assert second.returncode == 1
+    assert 'in use by another training job: host' in second.stderr
+    assert f'pid {first.pid}' in second.stderr
+    assert 'Traceback' not in second.stderr
+    # Evaluation only reads: no lock (here: no checkpoint yet).
+    with pytest.raises(FileNotFoundError, match='train first'):
+      train.run_offline('evaluate', _one_stage(), str(workdir))
+  finally:
+    first.send_signal(signal.SIGKILL)  # A crash: the kernel drops the lock.
+    first.wait(timeout=60)
+  with workdir_lock.WorkdirLock(str(workdir)) as lock:
+    assert json.load(open(lock.path))['pid'] == os.getpid()
+  assert open(lock.path).read() == ''  # Released cleanly.
+
+
+def test_a_lock_left_by_another_host_is_reported(tmp_path):
+  """On a file system whose locks do not reach across hosts, the file's
+  content is all there is to go by."""
+  path = workdir_lock.lock_path(str(tmp_path))
+  with open(path, 'w') as f:
+    json.dump({'host': 'node-17', 'pid': 4242, 'since': '2026-11-28T20:00:00',
+               'command': 'main.py'}, f)
+  with pytest.raises(workdir_lock.WorkdirLockedError,
+                     match="another host: host 'node-17', pid 4242"):
+    workdir_lock.WorkdirLock(str(tmp_path)).acquire()
+  # The same host: a crashed job's stale record is taken over.
+  with open(path, 'w') as f:
+    json.dump({'host': socket.gethostname(), 'pid': 4242}, f)
+  with workdir_lock.WorkdirLock(str(tmp_path)):
+    pass
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/status'),
+                    reason='VmRSS from /proc')
+def test_resident_memory_stays_flat_over_a_long_run(tmp_path):
+  """600 steps of the tiny model, with the held-out curves, checkpoints and
+  logs of a real run, in a process of its own (experiments/memory_flat.py,
+  which measures the default config the same way; docs/reliability.md):
+  after warm-up the resident set grows by less than MAX_GROWTH_MIB, and over
+  the last 200 steps (two evaluations and checkpoints) by less than
+  LATE_GROWTH_MIB. A metrics history, preview or iterator buffer kept per
+  step or per evaluation would grow it steadily instead.
+  Measured (two runs): +29 to +34 MiB by step 110 (the first evaluation
+  and checkpoint), +14 to +17 from 180 to 600, +2.7 to +4.7 from 400."""
+  workdir = tmp_path / 'run'
+  proc = subprocess.run(
+      [sys.executable, os.path.join('experiments', 'memory_flat.py'),
+       '--config=configs/default.py', f'--workdir={workdir}', *TINY_FLAGS,
+       '--config.stage_one.model=', '--config.num_train_steps=600',
+       '--config.log_every_steps=10', '--config.checkpoint_every_steps=100',
+       '--config.eval_every_steps=100', '--config.eval.curve_examples=16',
+       '--warmup_fraction=0.3'],
+      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+      timeout=900, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'Resident memory: warmup_step 180' in proc.stdout
+  with open(workdir / 'memory.jsonl') as f:
+    rss = {r['step']: r['rss_mib'] for r in map(json.loads, f)}
+  assert sorted(rss) == list(range(10, 601, 10))
+  after = [rss[s] for s in range(180, 601, 10)]
+  assert max(after) - rss[180] < MAX_GROWTH_MIB, rss
+  assert rss[600] - rss[180] < MAX_GROWTH_MIB, rss
+  assert rss[600] - rss[400] < LATE_GROWTH_MIB, rss
+
+
+MAX_GROWTH_MIB = 25.0
+LATE_GROWTH_MIB = 8.0
+
+
+def test_an_object_store_workdir_takes_no_lock():
+  with workdir_lock.WorkdirLock('gs://bucket/run') as lock:
+    assert lock.remote and lock.path == 'gs://bucket/run/.lock'
+  assert checkpointing.set_aside_damaged('gs://bucket/run') is None
