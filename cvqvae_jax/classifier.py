@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import time
 from typing import Any
 
@@ -150,6 +151,18 @@ def train(config, label_index: int, step_fn, model, image_shape):
       print(line, flush=True)
       window = []
   return {'params': state[0], 'batch_stats': state[1]}
+
+
+def share_cache(root: str, workdir: str) -> None:
+  """Makes WORKDIR/classifier a link to ROOT/classifier, so that several runs
+  (experiments/table1.py, table2.py) are judged by the same independent
+  classifiers, trained once (the cache is keyed by data, label and network).
+  Local folders only."""
+  shared = os.path.join(root, 'classifier')
+  os.makedirs(shared, exist_ok=True)
+  link = os.path.join(workdir, 'classifier')
+  if not os.path.lexists(link):
+    os.symlink(shared, link)
 
 
 def load_or_train(config, workdir: str) -> dict[str, Classifier]:

@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from cvqvae_jax import classifier
 from cvqvae_jax import train
 from cvqvae_jax import two_step
 
@@ -91,16 +92,6 @@ def markdown(rows, labels) -> str:
   return '\n'.join(out)
 
 
-def _share_classifier(root: str, workdir: str) -> None:
-  """Every variant is judged by the same independent classifiers, trained
-  once in ROOT/classifier (the cache key is the data, label and network)."""
-  shared = os.path.join(root, 'classifier')
-  os.makedirs(shared, exist_ok=True)
-  link = os.path.join(workdir, 'classifier')
-  if not os.path.lexists(link):
-    os.symlink(shared, link)
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
@@ -117,7 +108,7 @@ def main(argv):
         if not train.train_and_evaluate(config, workdir):
           print('Preempted; run the same command again to continue.')
           return
-      _share_classifier(root, workdir)
+      classifier.share_cache(root, workdir)
       paper = train.run_offline('evaluate', config, workdir)
     last_train, last_eval = last_records(workdir)
     rows[letter] = {'model': config.model.name, 'init_from': config.init_from,

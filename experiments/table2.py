@@ -37,6 +37,7 @@ import time
 from absl import app
 from absl import flags
 
+from cvqvae_jax import classifier
 from cvqvae_jax import two_step
 
 _CONFIG = flags.DEFINE_string('config', 'configs/default.py',
@@ -129,16 +130,6 @@ def _run(args, log_path: str) -> float:
   return time.time() - start
 
 
-def _share_classifier(root: str, workdir: str) -> None:
-  """Every model is judged by the same independent classifiers, trained
-  once in ROOT/classifier (the cache is keyed by data, label and network)."""
-  shared = os.path.join(root, 'classifier')
-  os.makedirs(shared, exist_ok=True)
-  link = os.path.join(workdir, 'classifier')
-  if not os.path.lexists(link):
-    os.symlink(shared, link)
-
-
 def run_model(name: str, root: str, steps: int | None, times: dict) -> dict:
   """Trains and evaluates one model unless finished; its results.json."""
   workdir = os.path.join(root, name)
@@ -157,7 +148,7 @@ def run_model(name: str, root: str, steps: int | None, times: dict) -> dict:
             f'(log: {workdir}/train.log)', flush=True)
       times['train_seconds'] = round(_run(
           args + ['--mode=train'], os.path.join(workdir, 'train.log')), 1)
-    _share_classifier(root, workdir)
+    classifier.share_cache(root, workdir)
     print(f'[{time.strftime("%H:%M:%S")}] {name}: evaluating '
           f'(log: {workdir}/evaluate.log)', flush=True)
     times['evaluate_seconds'] = round(_run(
