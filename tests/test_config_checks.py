@@ -20,7 +20,8 @@ BAD = [
     ('lr_schedule', 'linear'),
     ('warmup_steps', -1), ('warmup_steps', 4),  # tiny: 4 steps
     ('log_every_steps', 0), ('checkpoint_every_steps', 0),
-    ('eval_every_steps', -1),
+    ('eval_every_steps', -1), ('sample_every_steps', -1),
+    ('objective.beta_features', -1e-3),
     ('max_checkpoints_to_keep', 0),
     ('freeze_steps', -1),
     ('stage_one.share', 0.0), ('stage_one.share', 1.0),
