@@ -93,10 +93,10 @@ class Trained:
 
   def encode(self, x, labels=None) -> manipulate.Codes:
     """y (the given labels (N, L), else the most likely), c and z."""
-    return _jitted(self.model, 'encode')(self.params, x, labels)
+    return _codec(self.model).encode(self.params, x, labels)
 
   def decode(self, codes: manipulate.Codes) -> jax.Array:
-    return _jitted(self.model, 'decode')(self.params, codes)
+    return _codec(self.model).decode(self.params, codes)
 
   def set_label(self, codes, label: int | str, value: int):
     """Codes with y of `label` set to `value` (0 or 1), c kept."""
@@ -120,8 +120,9 @@ class Trained:
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted(model, name: str):
-  return jax.jit(functools.partial(getattr(manipulate, name), model))
+def _codec(model) -> manipulate.Codec:
+  """One jitted Codec per model, shared by every Trained of it."""
+  return manipulate.Codec(model)
 
 
 @contextlib.contextmanager
