@@ -50,6 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
   # The batch is split over every axis; the state is replicated.
   config.mesh_shape = (-1,)
   config.mesh_axes = ('data',)
+  # Computation dtype of the encoder, C_phi and the decoder: 'float32', or
+  # 'bfloat16' for mixed precision (parameters, optimizer state, losses,
+  # softmax/KL and codebook distances stay float32; docs/performance.md).
+  config.dtype = 'float32'
 
   config.data = data = ml_collections.ConfigDict()
   data.name = 'procedural'

@@ -2,8 +2,9 @@
 
 Prints one JSON line (docs/results.md, "Speed"): img_per_s, step_ms_median,
 gflop_per_step (XLA's count for the compiled step), achieved_gflops,
-matmul_peak_gflops (a large float32 matmul measured in the same run),
-utilization (achieved / peak), compile_s, peak_rss_mb, devices, platform.
+matmul_peak_gflops (a large matmul in the config's dtype, measured in the
+same run), utilization (achieved / peak), dtype, compile_s, peak_rss_mb,
+devices, platform.
 The step runs on synthetic batches of the config's shape, so the input
 pipeline is not timed (its throughput is measured separately).
 """
@@ -23,6 +24,7 @@ from ml_collections import config_flags
 
 from cvqvae_jax import sharding
 from cvqvae_jax import train
+from cvqvae_jax.models import layers
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training configuration.',
@@ -30,9 +32,10 @@ config_flags.DEFINE_config_file('config', None, 'Training configuration.',
 flags.DEFINE_integer('steps', 20, 'Timed steps (after one warm-up step).')
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-  """Best-of-`repeats` float32 n x n matmul throughput on device 0."""
-  a = jnp.ones((n, n), jnp.float32)
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5,
+                       dtype=jnp.float32) -> float:
+  """Best-of-`repeats` n x n matmul throughput in `dtype` on device 0."""
+  a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda a: a @ a)
   f(a).block_until_ready()
   best = float('inf')
@@ -79,7 +82,8 @@ def run(config, steps: int = 20) -> dict:
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t)
   step_s = float(np.median(times))
-  peak = matmul_peak_gflops()
+  dtype = config.get('dtype', 'float32')
+  peak = matmul_peak_gflops(dtype=layers.compute_dtype(dtype))
   achieved = gflop / step_s
   return {
       'config': config.model.name,
@@ -91,6 +95,7 @@ def run(config, steps: int = 20) -> dict:
       'achieved_gflops': achieved,
       'matmul_peak_gflops': peak,
       'utilization': achieved / peak,
+      'dtype': dtype,
       'compile_s': compile_s,
       'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       'devices': jax.device_count(),

@@ -34,6 +34,7 @@ import orbax.checkpoint as ocp
 from cvqvae_jax import metrics
 from cvqvae_jax import paths
 from cvqvae_jax import resnet
+from cvqvae_jax import xla_options
 from cvqvae_jax.data import pipeline
 
 # Data fields that do not change which images and labels a split holds.
@@ -179,9 +180,9 @@ def load_or_train(config, workdir: str) -> dict[str, Classifier]:
         'without --distributed).')
   image_shape = pipeline.image_shape(config.data)
   model = resnet.create_resnet(config.eval.classifier)
-  step_fn = jax.jit(functools.partial(_train_step, model=model,
+  step_fn = xla_options.jit(functools.partial(_train_step, model=model,
                                       tx=_optimizer(config)))
-  predict = jax.jit(functools.partial(_predict, model))
+  predict = xla_options.jit(functools.partial(_predict, model))
   abstract = jax.eval_shape(lambda: _init_variables(model, image_shape, 0))
   out = {}
   for index, label in enumerate(config.data.labels):

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import ml_collections
 
+from cvqvae_jax.models.layers import DTYPES
 from cvqvae_jax.optim import LR_SCHEDULES
 # Models that train without any label, for which data.supervision_rate may
 # be 0. None today: every variant of the paper's Table 1 learns q(y|x).
@@ -90,6 +91,7 @@ _POWER_OF_TWO_1 = ('a power of two >= 1', _power_of_two)
 # Every field with a fixed range. Fields a config may lack are skipped.
 RANGES: tuple[tuple[str, tuple[str, Callable[[Any], bool]]], ...] = (
     ('seed', _at_least(0)),
+    ('dtype', _one_of(tuple(DTYPES))),
     ('batch_size', _at_least(1)),
     ('num_train_steps', _at_least(1)),
     ('learning_rate', _positive()),

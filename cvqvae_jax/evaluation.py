@@ -27,6 +27,7 @@ from cvqvae_jax import leakage
 from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
 from cvqvae_jax import paths
+from cvqvae_jax import xla_options
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.data import procedural
 
@@ -73,8 +74,8 @@ class Codec(manipulate.Codec):
 
   def __init__(self, model):
     super().__init__(model)
-    self.eval_step = jax.jit(functools.partial(eval_step, model=model))
-    self.posterior_reconstructions = jax.jit(functools.partial(
+    self.eval_step = xla_options.jit(functools.partial(eval_step, model=model))
+    self.posterior_reconstructions = xla_options.jit(functools.partial(
         posterior_reconstructions, model=model))
 
 
@@ -265,7 +266,7 @@ def paper_evaluation(params, model, config, workdir: str,
   """
   data = _collect(config, config.eval.num_examples)
   bs = config.eval.batch_size
-  classify = jax.jit(lambda p, x: jnp.argmax(
+  classify = xla_options.jit(lambda p, x: jnp.argmax(
       model.apply({'params': p}, x, method='classify')[0], -1))
   model_pred = metrics.batched(lambda x: classify(params, x),
                                (data['image'],), bs)

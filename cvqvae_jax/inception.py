@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cvqvae_jax import metrics
+from cvqvae_jax import xla_options
 
 FID_INPUT_SIZE = 299
 
@@ -244,7 +245,8 @@ class FIDFeatures:
   def __init__(self, weights_path: str, batch_size: int = 50):
     self.variables = load_variables(weights_path)
     self.batch_size = batch_size
-    self._apply = jax.jit(functools.partial(_features, FIDInceptionV3()))
+    self._apply = xla_options.jit(
+        functools.partial(_features, FIDInceptionV3()))
 
   def features(self, images) -> np.ndarray:
     """(N, S, S, C) -> (N, 2048), in fixed-size batches (one compile)."""

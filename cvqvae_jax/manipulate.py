@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
+from cvqvae_jax import xla_options
 Codes = dict[str, Any]  # {'y': (B, L, 2), 'c': tuple of (B, n_l), 'z_q': ...}
 
 
@@ -131,14 +132,14 @@ class Codec:
 
   def __init__(self, model):
     self.model = model
-    jit = lambda f, **kw: jax.jit(functools.partial(f, model), **kw)
+    jit = lambda f, **kw: xla_options.jit(functools.partial(f, model), **kw)
     self.encode = jit(encode)
     self.decode = jit(decode)
     self._swap = jit(swap, static_argnames=('label',))
     self._interpolate = jit(interpolate_features, static_argnames=('label',))
     self._scale = jit(scale_features, static_argnames=('label',))
     self._difference = jit(difference_map, static_argnames=('label',))
-    self._set_label = jax.jit(
+    self._set_label = xla_options.jit(
         lambda params, x, labels, label, value: decode(
             model, params, set_label(encode(model, params, x, labels), label,
                                      value)),

@@ -37,6 +37,7 @@ from cvqvae_jax import profiling
 from cvqvae_jax import sharding
 from cvqvae_jax import two_step
 from cvqvae_jax import workdir_lock
+from cvqvae_jax import xla_options
 from cvqvae_jax.data import pipeline
 from cvqvae_jax import models as models_lib
 from cvqvae_jax.models import sampling
@@ -217,14 +218,14 @@ def build(config: ml_collections.ConfigDict) -> Setup:
 
 def jit_init(setup: Setup):
   """rng -> a fresh TrainState, placed with the state's shardings."""
-  return jax.jit(setup.init, out_shardings=setup.state_sharding)
+  return xla_options.jit(setup.init, out_shardings=setup.state_sharding)
 
 
 def jit_train_step(setup: Setup, objective: ml_collections.ConfigDict):
   """train_step compiled for `setup`'s mesh: (state, batch, rng) ->
   (state, metrics), the state's buffers donated."""
   replicated = sharding.replicated(setup.mesh)
-  return jax.jit(
+  return xla_options.jit(
       functools.partial(train_step, model=setup.model, objective=objective),
       in_shardings=(setup.state_sharding, setup.batch_sharding, replicated),
       out_shardings=(setup.state_sharding, replicated),
@@ -324,7 +325,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       first = sharding.put_batch(
           next(iter(pipeline.create_train_dataset(config))),
           setup.batch_sharding)
-      state = state.replace(params=jax.jit(functools.partial(
+      state = state.replace(params=xla_options.jit(functools.partial(
           init_codebook_from_data, model=model))(
               state.params, first, jax.random.fold_in(init_rng, 1)))
     if from_stage_one:  # One step count for both stages.

@@ -272,7 +272,10 @@ def _jax_child(config_args: list[str], steps: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import benchmark, train  # pylint: disable=g-import-not-at-top
   del config_flags  # benchmark defines --config.
-  flags.FLAGS(['torch_step'] + config_args)
+  # config_flags finds the --config.FIELD overrides in sys.argv, not in the
+  # list given to FLAGS.
+  sys.argv = ['torch_step'] + config_args
+  flags.FLAGS(sys.argv)
   config = flags.FLAGS.config
   record = benchmark.run(config, steps)
   params = train.build(config).abstract_state.params

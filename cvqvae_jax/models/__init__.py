@@ -12,6 +12,7 @@ from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import baselines
 from cvqvae_jax.models import cgvae
 from cvqvae_jax.models import cvqvae
+from cvqvae_jax.models import layers
 
 # model.name -> (use_features, posterior) for the categorical-latent variants
 # of paper 2.4 / Table 1: A, B, and C (E when trained from a stage one).
@@ -37,8 +38,10 @@ MODEL_NAMES = (tuple(CATEGORICAL_VARIANTS) + tuple(GAUSSIAN_VARIANTS)
 
 
 def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
-                 channels: int, feature_kinds: Sequence[str]) -> nn.Module:
-  """The Flax module named by `model_config.name`."""
+                 channels: int, feature_kinds: Sequence[str],
+                 dtype: str = 'float32') -> nn.Module:
+  """The Flax module named by `model_config.name`; `dtype` ('float32' or
+  'bfloat16', config.dtype) is the computation dtype of its networks."""
   name = model_config.name
   if name not in MODEL_NAMES:
     raise ValueError(f'Unknown model.name {name!r}; available: {MODEL_NAMES}.')
@@ -52,6 +55,7 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       latent_grid=model_config.latent_grid,
       code_dim=model_config.code_dim,
       num_features=model_config.num_features,
+      dtype=layers.compute_dtype(dtype),
   )
   if name in GAUSSIAN_VARIANTS or name in BASELINES:
     sizes = model_config.latent_size
@@ -87,7 +91,8 @@ def for_config(config: ml_collections.ConfigDict,
   """The model of a whole config for images of `image_shape` (S, S, C)."""
   return create_model(config.model, image_size=image_shape[0],
                       channels=image_shape[-1],
-                      feature_kinds=pipeline.label_kinds(config))
+                      feature_kinds=pipeline.label_kinds(config),
+                      dtype=config.get('dtype', 'float32'))
 
 
 def description(config: ml_collections.ConfigDict,
@@ -96,7 +101,9 @@ def description(config: ml_collections.ConfigDict,
   be resumed or loaded with `config`.
 
   Of the baselines' S_z, only the trained model's: checkpoints written
-  before the baselines existed stay readable.
+  before the baselines existed stay readable. config.dtype is not part of
+  it: the parameters are float32 either way, so a run may resume, or a
+  model be loaded, in the other dtype.
   """
   model = config.model.to_dict()
   if 'latent_size' in model:

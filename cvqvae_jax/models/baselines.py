@@ -107,7 +107,8 @@ class JDVAE(cgvae.CGVAE):
   def _feature_net(self) -> cvqvae.FeatureNet:
     # Mean and log variance of c for every label.
     return cvqvae.FeatureNet(self.feature_widths,
-                             tuple(2 * n for n in self.feature_sizes))
+                             tuple(2 * n for n in self.feature_sizes),
+                             self.dtype)
 
   def feature_posterior(self, x: jax.Array):
     """(logits of q(y|x) (B, L, 2), means of c, log variances of c)."""
@@ -189,7 +190,7 @@ class CCVAE(cvqvae.ConditionalVAE):
     if self.latent_size < 1:
       raise ValueError(f'latent size S_z must be positive: {self.latent_size}')
     self.encoder = cvqvae.Encoder(self.encoder_widths, self.latent_grid,
-                                  self.code_dim)
+                                  self.code_dim, self.dtype)
     self.to_gaussian = nn.Dense(
         2 * (sum(self.feature_sizes) + self.latent_size))
     self.classifiers = [nn.Dense(2, name=f'classifier_{l}')

@@ -31,7 +31,7 @@ class CGVAE(cvqvae.ConditionalVAE):
       raise ValueError(f'latent size S_z must be positive: {self.latent_size}')
     self.feature_net = self._feature_net()
     self.encoder = cvqvae.Encoder(self.encoder_widths, self.latent_grid,
-                                  self.code_dim)
+                                  self.code_dim, self.dtype)
     self.to_gaussian = nn.Dense(2 * self.latent_size)
     self.decoder = self._decoder()
 

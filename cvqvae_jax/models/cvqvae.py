@@ -26,10 +26,13 @@ class Encoder(nn.Module):
 
   Five residual blocks; the first log2(S / N) downsample. Each block's input
   is concatenated with one token channel per label at its resolution.
+  Computes in `dtype`; z_e is returned in float32 (the codebook distances
+  and Eq. 4's softmax are float32 whatever `dtype` is).
   """
   widths: Sequence[int]
   latent_grid: int
   out_features: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -44,21 +47,25 @@ class Encoder(nn.Module):
       tokens = layers.LabelTokens((res, res), name=f'tokens_{i}')(y)
       h = jnp.concatenate([h, tokens.astype(h.dtype)], axis=-1)
       down = i < num_down
-      h = layers.ResBlock(width, 'down' if down else 'none',
+      h = layers.ResBlock(width, 'down' if down else 'none', self.dtype,
                           name=f'block_{i}')(h)
       res = res // 2 if down else res
     h = layers.leaky_relu(h)
-    return nn.Conv(self.out_features, (1, 1), name='to_latent')(h)
+    z_e = nn.Conv(self.out_features, (1, 1), dtype=self.dtype,
+                  name='to_latent')(h)
+    return z_e.astype(jnp.float32)
 
 
 class FeatureNet(nn.Module):
   """C_phi: x -> per label, the logits of q(y|x) and the features c.
 
   Five residual blocks down to 4x4, then one dense layer.
-  Returns (logits (B, L, 2), c: tuple of L arrays (B, n_l)).
+  Returns (logits (B, L, 2), c: tuple of L arrays (B, n_l)), in float32
+  whatever the computation `dtype` is.
   """
   widths: Sequence[int]
   feature_sizes: Sequence[int]
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array):
@@ -69,10 +76,11 @@ class FeatureNet(nn.Module):
     h = x
     for i, width in enumerate(self.widths):
       h = layers.ResBlock(width, 'down' if i < num_down else 'none',
-                          name=f'block_{i}')(h)
+                          self.dtype, name=f'block_{i}')(h)
     h = layers.leaky_relu(h).reshape(x.shape[0], -1)
     num_labels = len(self.feature_sizes)
-    out = nn.Dense(2 * num_labels + sum(self.feature_sizes), name='head')(h)
+    out = nn.Dense(2 * num_labels + sum(self.feature_sizes), dtype=self.dtype,
+                   name='head')(h).astype(jnp.float32)
     logits = out[:, :2 * num_labels].reshape(-1, num_labels, 2)
     c, offset = [], 2 * num_labels
     for n in self.feature_sizes:
@@ -149,11 +157,13 @@ class Decoder(nn.Module):
   One dense layer to 4x4 x widths[0], then five residual blocks with y-tokens
   (the last log2(S / 4) upsample, so that below 128 px the extra blocks run
   at 4x4, where they are cheap), a 1x1 conv and tanh. With `style`, the
-  blocks use AdaIN (CGVAE's decoder).
+  blocks use AdaIN (CGVAE's decoder). Computes in `dtype`; the image is
+  returned in float32.
   """
   widths: Sequence[int]
   image_size: int
   channels: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z_flat: jax.Array, y: jax.Array, f: jax.Array,
@@ -164,18 +174,19 @@ class Decoder(nn.Module):
                        f'to {self.image_size} px.')
     scalar = layers.LabelTokens((), name='scalar_tokens')(y)
     h = jnp.concatenate([z_flat, scalar.astype(z_flat.dtype), f], axis=-1)
-    h = nn.Dense(16 * self.widths[0], name='dense')(h)
+    h = nn.Dense(16 * self.widths[0], dtype=self.dtype, name='dense')(h)
     h = h.reshape(-1, 4, 4, self.widths[0])
     res = 4
     for i, width in enumerate(self.widths):
       tokens = layers.LabelTokens((res, res), name=f'tokens_{i}')(y)
       h = jnp.concatenate([h, tokens.astype(h.dtype)], axis=-1)
       up = i >= len(self.widths) - num_up
-      h = layers.ResBlock(width, 'up' if up else 'none', name=f'block_{i}')(
-          h, style)
+      h = layers.ResBlock(width, 'up' if up else 'none', self.dtype,
+                          name=f'block_{i}')(h, style)
       res = res * 2 if up else res
     h = layers.leaky_relu(h)
-    return jnp.tanh(nn.Conv(self.channels, (1, 1), name='to_image')(h))
+    h = nn.Conv(self.channels, (1, 1), dtype=self.dtype, name='to_image')(h)
+    return jnp.tanh(h.astype(jnp.float32))
 
 
 class ConditionalVAE(nn.Module):
@@ -188,6 +199,10 @@ class ConditionalVAE(nn.Module):
   two-step training of paper 2.4 moves them from one model to another).
   Attributes mirror `config.model`; `feature_kinds` holds one of
   'presence'/'both' per label (their count is the number of labels L).
+
+  `dtype` is the computation dtype of E_phi, C_phi and D_theta (config.dtype:
+  bfloat16 for mixed precision). Their outputs (z_e, the logits of q(y|x),
+  c, x_hat), the parameters and every loss stay float32.
   """
   image_size: int
   channels: int
@@ -199,6 +214,7 @@ class ConditionalVAE(nn.Module):
   code_dim: int = 16            # D
   num_features: int = 16        # N_c
   use_features: bool = True     # False for variants A and B
+  dtype: Any = jnp.float32      # computation dtype of E, C and D
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -208,10 +224,11 @@ class ConditionalVAE(nn.Module):
                  for k in self.feature_kinds)
 
   def _feature_net(self) -> FeatureNet:
-    return FeatureNet(self.feature_widths, self.feature_sizes)
+    return FeatureNet(self.feature_widths, self.feature_sizes, self.dtype)
 
   def _decoder(self) -> Decoder:
-    return Decoder(self.decoder_widths, self.image_size, self.channels)
+    return Decoder(self.decoder_widths, self.image_size, self.channels,
+                   self.dtype)
 
   def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
     """The AdaIN style vector of D_theta's blocks; None: no AdaIN."""
@@ -283,7 +300,7 @@ class CVQVAE(ConditionalVAE):
       raise ValueError("vq_target must be 'sample' or 'nearest'.")
     self.feature_net = self._feature_net()
     self.encoder = Encoder(self.encoder_widths, self.latent_grid,
-                           self.code_dim)
+                           self.code_dim, self.dtype)
     self.codebook = Codebook(self.num_codes, self.code_dim,
                              self.codebook_init, self.codebook_init_scale)
     self.decoder = self._decoder()

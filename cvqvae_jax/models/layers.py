@@ -4,13 +4,23 @@ and the feature combination f(y, c) (paper section 2.1)."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 FEATURE_COMBINATIONS = ('presence', 'both')
+# config.dtype -> the computation dtype of the convolutional networks.
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  """The jnp dtype named by config.dtype ('float32' or 'bfloat16')."""
+  if name not in DTYPES:
+    raise ValueError(f'Unknown dtype {name!r}; expected one of '
+                     f'{tuple(DTYPES)}.')
+  return DTYPES[name]
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -37,14 +47,21 @@ def num_resamplings(image_size: int, target: int, what: str) -> int:
 
 
 class AdaIN(nn.Module):
-  """Adaptive instance norm (JDVAE): (1 + gamma(s)) * IN(x) + beta(s)."""
+  """Adaptive instance norm (JDVAE): (1 + gamma(s)) * IN(x) + beta(s).
+
+  The statistics are taken in float32 whatever the dtype of x; the result
+  has `dtype`.
+  """
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, style: jax.Array) -> jax.Array:
-    mean = x.mean(axis=(1, 2), keepdims=True)
-    var = x.var(axis=(1, 2), keepdims=True)
-    x = (x - mean) * jax.lax.rsqrt(var + 1e-5)
-    gamma, beta = jnp.split(nn.Dense(2 * x.shape[-1])(style), 2, axis=-1)
+    x32 = x.astype(jnp.float32)
+    mean = x32.mean(axis=(1, 2), keepdims=True)
+    var = x32.var(axis=(1, 2), keepdims=True)
+    x = ((x32 - mean) * jax.lax.rsqrt(var + 1e-5)).astype(self.dtype)
+    gamma, beta = jnp.split(
+        nn.Dense(2 * x.shape[-1], dtype=self.dtype)(style), 2, axis=-1)
     return (1 + gamma[:, None, None, :]) * x + beta[:, None, None, :]
 
 
@@ -54,36 +71,39 @@ class ResBlock(nn.Module):
   resample: 'down' average-pools by 2 after the first conv; 'up' resizes
   (nearest, x2) first; 'none' keeps the resolution. With a `style` vector the
   activations are preceded by AdaIN (CGVAE's decoder, paper 2.4).
-  Output = (shortcut + residual) / sqrt(2).
+  Output = (shortcut + residual) / sqrt(2). The convolutions compute in
+  `dtype` (bfloat16 for mixed precision); their parameters stay float32.
   """
   features: int
   resample: str = 'none'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, style: jax.Array | None = None) -> jax.Array:
     if self.resample not in ('down', 'up', 'none'):
       raise ValueError(f'resample must be down, up or none: {self.resample!r}')
+    x = x.astype(self.dtype)
     in_features = x.shape[-1]
     norm = (lambda h, name: h) if style is None else (
-        lambda h, name: AdaIN(name=name)(h, style))
+        lambda h, name: AdaIN(self.dtype, name=name)(h, style))
 
     h = leaky_relu(norm(x, 'adain_1'))
     if self.resample == 'up':
       h = upsample2(h)
-      h = nn.Conv(self.features, (3, 3), name='conv_1')(h)
+      h = nn.Conv(self.features, (3, 3), dtype=self.dtype, name='conv_1')(h)
     else:
-      h = nn.Conv(in_features, (3, 3), name='conv_1')(h)
+      h = nn.Conv(in_features, (3, 3), dtype=self.dtype, name='conv_1')(h)
       if self.resample == 'down':
         h = avg_pool2(h)
     h = leaky_relu(norm(h, 'adain_2'))
-    h = nn.Conv(self.features, (3, 3), name='conv_2')(h)
+    h = nn.Conv(self.features, (3, 3), dtype=self.dtype, name='conv_2')(h)
 
     shortcut = x
     if self.resample == 'up':
       shortcut = upsample2(shortcut)
     if in_features != self.features:
       shortcut = nn.Conv(self.features, (1, 1), use_bias=False,
-                         name='shortcut')(shortcut)
+                         dtype=self.dtype, name='shortcut')(shortcut)
     if self.resample == 'down':
       shortcut = avg_pool2(shortcut)
     return (shortcut + h) / math.sqrt(2.0)
