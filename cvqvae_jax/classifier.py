@@ -149,7 +149,6 @@ def train(config, label_index: int, step_fn, model, image_shape):
               f' acc {np.mean([w["accuracy"] for w in m]):.3f} '
               f'({time.time() - start:.0f} s)')
       logging.info(line)
-      print(line, flush=True)
       window = []
   return {'params': state[0], 'batch_stats': state[1]}
 

@@ -1,10 +1,11 @@
 """XLA compiler options of the library's jitted functions.
 
 On CPU, XLA (jaxlib 0.10) hands convolutions to YNNPACK fusions by default;
-its own Eigen convolutions are 2-3.4x faster for this model's 3x3 convolutions
-(forward and backward) on the development CPU: a 128 px, 129 -> 64 channel
-convolution trains at 84 instead of 27 GFLOP/s, the paper-size train step
-takes 0.45 of the time (docs/performance.md, "What the profile showed").
+its own Eigen convolutions are 1.7-3.4x faster for this model's 3x3
+convolutions (forward and backward) on the development CPU: a 128 px,
+129 -> 64 channel convolution trains at 84 instead of 27 GFLOP/s, and the
+paper-size train step takes 0.36-0.45 of the time, the default one 0.8
+(docs/performance.md, "What the profile showed").
 `jit` therefore compiles with `xla_cpu_experimental_ynn_fusion_type=''` (no
 YNNPACK fusion) on CPU, and with XLA's defaults on GPU and TPU.
 

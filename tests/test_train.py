@@ -2,6 +2,7 @@
 
 import glob
 import json
+import logging as std_logging
 import os
 import subprocess
 import sys
@@ -92,12 +93,16 @@ class _StubFIDFeatures:
 
 
 def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
-    trained, tmp_path, capsys, monkeypatch):
+    trained, tmp_path, capsys, caplog, monkeypatch):
   workdir, _, _ = trained
   config = tiny_config(num_train_steps=6)
-  results = train.run_offline('evaluate', config, workdir)
+  with caplog.at_level(std_logging.INFO):
+    results = train.run_offline('evaluate', config, workdir)
+  # The classifier's progress is logged once (main shows this package's
+  # INFO lines on the console), not also printed.
+  assert 'Classifier glasses (cifar_resnet8): step 4/4' in caplog.text
   printed = capsys.readouterr().out
-  assert 'Classifier glasses (cifar_resnet8): step 4/4' in printed
+  assert 'Classifier glasses' not in printed
   assert 'SR(+)' in printed and 'oracle+' in printed  # The table.
   with open(os.path.join(workdir, 'eval', 'results.json')) as f:
     assert json.load(f) == results
@@ -124,9 +129,10 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
   # The classifiers are cached: a second evaluation trains nothing.
   cached = glob.glob(os.path.join(workdir, 'classifier', '*'))
   assert len(cached) == 2
-  again = train.run_offline('evaluate', config, workdir)
-  assert 'Classifier glasses (cifar_resnet8): step' not in (
-      capsys.readouterr().out)
+  caplog.clear()
+  with caplog.at_level(std_logging.INFO):
+    again = train.run_offline('evaluate', config, workdir)
+  assert 'Classifier glasses (cifar_resnet8): step' not in caplog.text
   assert again == results
   # Another classifier config is not silently reused. (And with weights
   # given, FID is reported: a stand-in feature network keeps this fast.)
