@@ -39,6 +39,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--out', default='')
+  parser.add_argument('--configs', default=','.join(CONFIGS),
+                      help='Comma-separated config files.')
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
@@ -46,7 +48,7 @@ def main() -> None:
             f'{getattr(device, "device_kind", "")} x {jax.device_count()}, '
             f'jax {jax.__version__}')
   rows = []
-  for config in CONFIGS:
+  for config in args.configs.split(','):
     for dtype in ('float32', 'bfloat16'):
       record = _measure(config, dtype, args.steps)
       print(json.dumps(record), flush=True)

@@ -49,7 +49,9 @@ def _conv_dtypes(jaxpr) -> set:
   return found
 
 
-@pytest.mark.parametrize('name', ['cvqvae', 'cgvae', 'ccvae', 'jdvae'])
+# jdvae is a CGVAE (AdaIN decoder) with JDVAE's feature net; ccvae builds
+# its encoder itself.
+@pytest.mark.parametrize('name', ['cvqvae', 'ccvae', 'jdvae'])
 def test_bfloat16_loss_is_close_to_float32(name):
   overrides = {'model.name': name, 'stage_one.model': ''}
   f32, bf16 = _setups(**overrides)

@@ -139,8 +139,9 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
   other = tiny_config(num_train_steps=6, **{'eval.classifier_steps': 2,
                                             'eval.fid_weights': 'stub.npz'})
   monkeypatch.setattr(inception, 'FIDFeatures', _StubFIDFeatures)
-  with_fid = train.run_offline('evaluate', other, workdir)
-  assert 'step 2/2' in capsys.readouterr().out
+  with caplog.at_level(std_logging.INFO):
+    with_fid = train.run_offline('evaluate', other, workdir)
+  assert 'Classifier glasses (cifar_resnet8): step 2/2' in caplog.text
   assert len(glob.glob(os.path.join(workdir, 'classifier', '*'))) == 4
   for row in with_fid['labels'].values():
     assert row['fid'] > 0
