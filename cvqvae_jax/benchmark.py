@@ -3,8 +3,8 @@
 Prints one JSON line (docs/results.md, "Speed"): img_per_s, step_ms_median,
 gflop_per_step (XLA's count for the compiled step), achieved_gflops,
 matmul_peak_gflops (a 2048 x 2048 matmul on CPU, 8192 x 8192 on
-accelerators, in the config's dtype, measured in the same run), utilization (achieved / peak), dtype, compile_s, peak_rss_mb,
-devices, platform.
+accelerators, in the config's dtype, measured in the same run), utilization
+(achieved / peak), dtype, compile_s, peak_rss_mb, devices, platform.
 The step runs on synthetic batches of the config's shape, so the input
 pipeline is not timed (its throughput is measured separately).
 """

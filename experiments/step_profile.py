@@ -70,33 +70,27 @@ def op_kinds(hlo_text: str) -> dict[str, tuple[str, str]]:
     elif current and (m := _OP.match(line)):
       computations[current].append((m.group(1), m.group(2), line))
 
-  def inside(name, seen):
-    ops, conv = set(), ''
-    for _, opcode, line in computations.get(name, ()):
-      ops.add(opcode)
-      if opcode == 'convolution' and not conv:
-        conv = re.sub(r', metadata=.*', '', line.strip())
-      for called in _CALLS.findall(line):
-        if called not in seen:
-          sub_ops, sub_conv = inside(called, seen | {called})
-          ops |= sub_ops
-          conv = conv or sub_conv
+  def contents(opcode, line, seen):
+    """Opcodes of an instruction and of what it calls, and its first
+    convolution's HLO line."""
+    ops = {opcode}
+    conv = re.sub(r', metadata=.*', '', line.strip()) if (
+        opcode == 'convolution') else ''
+    for called in _CALLS.findall(line):
+      if called in seen:
+        continue
+      for _, sub_opcode, sub_line in computations.get(called, ()):
+        sub_ops, sub_conv = contents(sub_opcode, sub_line, seen | {called})
+        ops |= sub_ops
+        conv = conv or sub_conv
     return ops, conv
 
   kinds = {}
   for instructions in computations.values():
     for name, opcode, line in instructions:
-      called = _CALLS.findall(line)
-      ops, conv = set(), ''
-      for c in called:
-        sub_ops, sub_conv = inside(c, {c})
-        ops |= sub_ops
-        conv = conv or sub_conv
-      ops.add(opcode)
+      ops, conv = contents(opcode, line, frozenset())
       if 'convolution' in ops:
         kind = 'convolution'
-        if opcode == 'convolution':
-          conv = re.sub(r', metadata=.*', '', line.strip())
       elif 'dot' in ops:
         kind = 'dot'
       elif ops <= {'copy', 'transpose', 'parameter', 'bitcast', 'fusion'}:

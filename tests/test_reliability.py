@@ -33,6 +33,14 @@ def _skip_final_evaluation(monkeypatch):
                       lambda workdir, *args: os.path.join(workdir, 'x.png'))
 
 
+def _train_skipping_final_evaluation(config, workdir):
+  """train_and_evaluate with _skip_final_evaluation, for module fixtures
+  (which cannot take the function-scoped monkeypatch)."""
+  with pytest.MonkeyPatch.context() as patch:
+    _skip_final_evaluation(patch)
+    train.train_and_evaluate(config, workdir)
+
+
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
   _skip_final_evaluation(monkeypatch)
@@ -84,9 +92,7 @@ def _train_steps(workdir):
 def four_steps(tmp_path_factory):
   """A one-stage run to step 4, checkpoints at 2 and 4."""
   workdir = str(tmp_path_factory.mktemp('four'))
-  with pytest.MonkeyPatch.context() as patch:
-    _skip_final_evaluation(patch)
-    train.train_and_evaluate(_one_stage(), workdir)
+  _train_skipping_final_evaluation(_one_stage(), workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
   return workdir
 
@@ -281,9 +287,7 @@ def test_sigkill_during_a_save_resumes_from_the_last_complete_one(
 def straight_six(tmp_path_factory):
   """The uninterrupted run the killed ones are compared with."""
   workdir = str(tmp_path_factory.mktemp('straight'))
-  with pytest.MonkeyPatch.context() as patch:
-    _skip_final_evaluation(patch)
-    train.train_and_evaluate(_kill_config(), workdir)
+  _train_skipping_final_evaluation(_kill_config(), workdir)
   return workdir
 
 
