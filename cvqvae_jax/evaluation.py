@@ -116,14 +116,52 @@ def swap_fakes(codec: Codec, params, data, label: int, i0, i1,
   return fake_plus, fake_minus
 
 
+def label_region(ideal: np.ndarray, source: np.ndarray, dilation: int = 1,
+                 tol: float = 1e-3) -> np.ndarray:
+  """Where a swap should change the image: the pixels in which the ideal
+  render differs from the unswapped source (the glasses' frames, the mouth,
+  the head outline), grown by `dilation` pixels so that the soft edges a
+  model draws around them count as inside. (B, S, S) bool.
+
+  Outside it the ideal swap equals the source exactly: what the swap should
+  leave alone.
+  """
+  mask = np.max(np.abs(ideal - source), axis=-1) > tol
+  for _ in range(dilation):
+    grown = mask.copy()
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    grown[:, :, 1:] |= mask[:, :, :-1]
+    grown[:, :, :-1] |= mask[:, :, 1:]
+    mask = grown
+  return mask
+
+
+def masked_mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
+  """Squared error of (B, S, S, C) images averaged over the pixels (and
+  channels) where `mask` (B, S, S) is true; None for an empty mask."""
+  count = float(mask.sum())
+  if not count:
+    return None
+  sq = np.mean(np.square(a - b), axis=-1)
+  return float(np.sum(sq * mask) / count)
+
+
 def oracle_errors(data, name: str, i0, i1, fake_plus, fake_minus,
-                  reconstructions=None) -> dict[str, float]:
+                  reconstructions=None, fakes_without_c=None
+                  ) -> dict[str, float]:
   """MSE of fake+/fake- against the ideal render, and of doing nothing (the
-  source image against the same render).
+  source image against the same render), over the whole image and split by
+  the label's region (label_region: inside, where the swap should act, and
+  outside, what it should leave alone).
 
   reconstructions: optional (D(E(x[i0])), D(E(x[i1]))), the model's unswapped
   reconstructions; they add oracle_reconstruction_mse_plus/minus, doing
   nothing through the model, which separates blur from a failed swap.
+  fakes_without_c: optional (fake+, fake-) decoded with the donor's c set to
+  0 (lambda = 0 in D(z, y, lambda c)); they add oracle_swap_region_mse_*_c0,
+  so that the region error at lambda = 0 against lambda = 1 says what c
+  itself contributes to the swap.
   """
   x = data['image']
   ideal_plus = ideal_swaps(data['factors'], i0, i1, name, x.shape[1])
@@ -133,22 +171,59 @@ def oracle_errors(data, name: str, i0, i1, fake_plus, fake_minus,
             'oracle_swap_mse_minus': mse(fake_minus, ideal_minus),
             'oracle_identity_mse_plus': mse(x[i0], ideal_plus),
             'oracle_identity_mse_minus': mse(x[i1], ideal_minus)}
-  if reconstructions is not None:
-    errors['oracle_reconstruction_mse_plus'] = mse(reconstructions[0],
-                                                   ideal_plus)
-    errors['oracle_reconstruction_mse_minus'] = mse(reconstructions[1],
-                                                    ideal_minus)
-  return errors
+  sides = {'plus': (x[i0], ideal_plus, fake_plus, 0),
+           'minus': (x[i1], ideal_minus, fake_minus, 1)}
+  for side, (source, ideal, fake, k) in sides.items():
+    inside = label_region(ideal, source)
+    errors[f'oracle_swap_region_mse_{side}'] = masked_mse(fake, ideal, inside)
+    errors[f'oracle_identity_region_mse_{side}'] = masked_mse(source, ideal,
+                                                              inside)
+    errors[f'oracle_swap_outside_region_mse_{side}'] = masked_mse(
+        fake, ideal, ~inside)
+    errors[f'region_share_{side}'] = float(inside.mean())
+    if reconstructions is not None:
+      errors[f'oracle_reconstruction_mse_{side}'] = mse(reconstructions[k],
+                                                        ideal)
+      errors[f'oracle_reconstruction_outside_region_mse_{side}'] = masked_mse(
+          reconstructions[k], ideal, ~inside)
+    if fakes_without_c is not None:
+      errors[f'oracle_swap_region_mse_{side}_c0'] = masked_mse(
+          fakes_without_c[k], ideal, inside)
+  return {k: v for k, v in errors.items() if v is not None}
+
+
+def swap_fakes_without_c(codec: Codec, params, data, label: int, i0, i1,
+                         batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """fake+ and fake- as swap_fakes, with the moved label's c multiplied by
+  0: D(z_0, 0 c_1, y = 1) and D(z_1, 0 c_0, y = 0)."""
+  x, labels = data['image'], data['label']
+
+  def swap(a, b, la, lb):
+    base, donor = codec.encode(params, a, la), codec.encode(params, b, lb)
+    moved = manipulate.swap_label(base, donor, label)
+    c = tuple(0.0 * c_l if l == label else c_l
+              for l, c_l in enumerate(moved['c']))
+    return codec.decode(params, {**moved, 'c': c})
+
+  fake_plus = metrics.batched(
+      swap, (x[i0], x[i1], labels[i0], labels[i1]), batch_size)
+  fake_minus = metrics.batched(
+      swap, (x[i1], x[i0], labels[i1], labels[i0]), batch_size)
+  return fake_plus, fake_minus
 
 
 def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
                        num_pairs: int, seed: int, batch_size: int):
-  """The four oracle numbers of `num_pairs` seeded swap pairs (or {})."""
+  """The oracle numbers (oracle_errors, with the lambda = 0 fakes) of
+  `num_pairs` seeded swap pairs (or {})."""
   pairs = swap_pairs(data['label'], label, num_pairs, seed)
   if pairs is None:
     return {}
   fakes = swap_fakes(codec, params, data, label, *pairs, batch_size)
-  return oracle_errors(data, name, *pairs, *fakes)
+  without_c = swap_fakes_without_c(codec, params, data, label, *pairs,
+                                   batch_size)
+  return oracle_errors(data, name, *pairs, *fakes,
+                       fakes_without_c=without_c)
 
 
 def leakage_results(codec: Codec, params, data, config
@@ -250,8 +325,9 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
     recons = tuple(
         metrics.batched(reconstruct, (x[i], data['label'][i]), bs)
         for i in (i0, i1))
+    without_c = swap_fakes_without_c(codec, params, data, l, i0, i1, bs)
     row.update(oracle_errors(data, name, i0, i1, fake_plus, fake_minus,
-                             recons))
+                             recons, without_c))
   return row
 
 
