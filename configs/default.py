@@ -115,12 +115,28 @@ def get_config() -> ml_collections.ConfigDict:
   model.latent_size = ml_collections.ConfigDict({
       'cgvae': 100, 'cgvae2': 1024, 'm2': 100, 'ccvae': 100, 'jdvae': 100})
 
+  # Beyond the paper (docs/model.md, "Extensions"; off in the paper's
+  # configs): an MLP of this width fitted to predict y from z, and the
+  # encoder trained (weight objective.z_invariance) to leave it uncertain.
+  model.z_adversary_width = 0
+  # Swapped decodes re-encoded in every train pass, for the swap-consistency
+  # weights objective.swap_* below (docs/model.md, "Extensions").
+  model.swap_consistency = False
+
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)
   objective.alpha = 1.0                 # classification weight (paper 2.3)
   objective.commitment = 0.25           # commitment weight (paper 2.3, [18])
   # JDVAE's second KL weight, of KL(q(c|x) || p(c|y)) (docs/model.md).
   objective.beta_features = 1e-3
+  # Weight of KL(U || q_A(y|z)), the label adversary's uncertainty
+  # (model.z_adversary_width > 0; docs/model.md, "Extensions").
+  objective.z_invariance = 0.0
+  # Swap consistency (model.swap_consistency): E_phi of a swapped decode
+  # gives back the base's z, C_phi the donor's f(y, c) and label.
+  objective.swap_z_cycle = 0.0
+  objective.swap_c_cycle = 0.0
+  objective.swap_classification = 0.0
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

@@ -282,6 +282,9 @@ def evaluate(params, model, config, codec: Codec | None = None,
     for key in ('c_leakage', 'c_own_factors_score', 'z_leakage'):
       if row.get(key) is not None:
         results[f'eval_{name}_{key}'] = row[key]
+    if row.get('c_leakage_factors'):
+      results[f'eval_{name}_c_leakage_max'] = max(
+          row['c_leakage_factors'].values())
   return results
 
 

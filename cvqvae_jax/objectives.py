@@ -43,7 +43,16 @@ def weighted_loss(terms: Mapping[str, jax.Array], objective) -> jax.Array:
   return (terms['reconstruction'] + objective.beta * terms['kl']
           + objective.alpha * terms['classification']
           + terms.get('codebook', zero)
-          + objective.commitment * terms.get('commitment', zero))
+          + objective.commitment * terms.get('commitment', zero)
+          + terms.get('z_adversary', zero)
+          + objective.get('z_invariance', 0.0) * terms.get('z_invariance',
+                                                           zero)
+          + objective.get('swap_z_cycle', 0.0) * terms.get('swap_z_cycle',
+                                                           zero)
+          + objective.get('swap_c_cycle', 0.0) * terms.get('swap_c_cycle',
+                                                           zero)
+          + objective.get('swap_classification', 0.0) * terms.get(
+              'swap_classification', zero))
 
 
 def shared_terms(batch: Mapping[str, jax.Array],
@@ -138,3 +147,58 @@ def codebook_losses(z_e: jax.Array,
   codebook = jnp.mean(jnp.square(sg(z_e) - z_code))
   commitment = jnp.mean(jnp.square(z_e - sg(z_code)))
   return codebook, commitment
+
+
+def adversary_fit_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
+  """Cross-entropy of the adversary's q_A(y|z) against the labels the model
+  used (one-hot where known, its own relaxed sample elsewhere), summed over
+  labels and averaged over the batch. logits, y: (B, L, 2)."""
+  log_q = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.mean(jnp.sum(-jnp.sum(y * log_q, axis=-1), axis=-1))
+
+
+def invariance_loss(logits: jax.Array) -> jax.Array:
+  """KL(Uniform(2) || q_A(y|z)), summed over labels, averaged over the
+  batch: 0 when the adversary cannot tell y from z. The encoder minimises
+  it through the adversary held fixed (CSVAE's entropy objective in its
+  bounded form). logits: (B, L, 2)."""
+  log_q = jax.nn.log_softmax(logits, axis=-1)
+  k = logits.shape[-1]
+  kl = -math.log(k) - jnp.mean(log_q, axis=-1)
+  return jnp.mean(jnp.sum(kl, axis=-1))
+
+
+def invariance_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """z_adversary (fits the adversary only) and z_invariance (trains the
+  encoder only) of a pass that ran the label adversary (out['adversary_fit'],
+  out['adversary_frozen'] and out['y']); {} for a pass without it."""
+  if 'adversary_fit' not in out:
+    return {}
+  y = jax.lax.stop_gradient(out['y'])
+  return {'z_adversary': adversary_fit_loss(out['adversary_fit'], y),
+          'z_invariance': invariance_loss(out['adversary_frozen'])}
+
+
+def swap_consistency_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """Re-encoding consistency of the swapped decodes (models' swap_outputs):
+
+  swap_z_cycle: E_phi of the fake against the base's z (the face kept),
+    element mean of the squared difference;
+  swap_c_cycle: f(y, c) read by C_phi from the fake against the donor's
+    f(y, c) (the features moved), element mean;
+  swap_classification: -log q(y_donor | fake), summed over labels, averaged
+    over the batch (the label moved).
+  Targets are held fixed. {} for a pass without swapped decodes.
+  """
+  if 'swap_f' not in out:
+    return {}
+  sg = jax.lax.stop_gradient
+  log_q = jax.nn.log_softmax(out['swap_logits_read'], axis=-1)
+  y = sg(out['swap_y'])
+  return {
+      'swap_z_cycle': jnp.mean(jnp.square(out['swap_z_read']
+                                          - sg(out['swap_z_target']))),
+      'swap_c_cycle': jnp.mean(jnp.square(out['swap_f_read']
+                                          - sg(out['swap_f']))),
+      'swap_classification': jnp.mean(jnp.sum(-jnp.sum(y * log_q, -1), -1)),
+  }

@@ -56,6 +56,8 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       code_dim=model_config.code_dim,
       num_features=model_config.num_features,
       dtype=layers.compute_dtype(dtype),
+      z_adversary_width=model_config.get('z_adversary_width', 0),
+      swap_consistency=model_config.get('swap_consistency', False),
   )
   if name in GAUSSIAN_VARIANTS or name in BASELINES:
     sizes = model_config.latent_size

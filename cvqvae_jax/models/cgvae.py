@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from cvqvae_jax import objectives
 from cvqvae_jax.models import cvqvae
+from cvqvae_jax.models import layers
 
 
 class CGVAE(cvqvae.ConditionalVAE):
@@ -34,6 +35,7 @@ class CGVAE(cvqvae.ConditionalVAE):
                                   self.code_dim, self.dtype)
     self.to_gaussian = nn.Dense(2 * self.latent_size)
     self.decoder = self._decoder()
+    self.z_adversary = self._z_adversary()
 
   def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
     return z_flat if self.adain else None
@@ -44,6 +46,8 @@ class CGVAE(cvqvae.ConditionalVAE):
     terms = objectives.shared_terms(batch, out)
     terms['kl'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
+    terms.update(objectives.invariance_terms(out))
+    terms.update(objectives.swap_consistency_terms(out))
     terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
 
@@ -53,6 +57,12 @@ class CGVAE(cvqvae.ConditionalVAE):
     mean, log_var = jnp.split(self.to_gaussian(h.reshape(h.shape[0], -1)), 2,
                               axis=-1)
     return mean, log_var
+
+  def reencode(self, x, y):
+    h = layers.frozen(self.encoder)(x, y)
+    mean, _ = jnp.split(layers.frozen(self.to_gaussian)(
+        h.reshape(h.shape[0], -1)), 2, axis=-1)
+    return mean
 
   def encode(self, x: jax.Array, y: jax.Array):
     """The most likely z at test time: (None (no code indices), mean)."""
@@ -79,5 +89,9 @@ class CGVAE(cvqvae.ConditionalVAE):
     if train:
       eps = jax.random.normal(self.make_rng('sample'), mean.shape, mean.dtype)
       z = mean + jnp.exp(0.5 * log_var) * eps
+    extra = {}
+    if train:
+      extra = {**self.adversary_outputs(z),
+               **self.swap_outputs(z, y, c, mean)}
     return dict(logits_y=logits_y, c=c, y=y, z_mean=mean, z_log_var=log_var,
-                z_q=z, x_hat=self.decode(z, y, c))
+                z_q=z, x_hat=self.decode(z, y, c), **extra)

@@ -215,6 +215,11 @@ class ConditionalVAE(nn.Module):
   num_features: int = 16        # N_c
   use_features: bool = True     # False for variants A and B
   dtype: Any = jnp.float32      # computation dtype of E, C and D
+  # Width of the label adversary on z (docs/model.md, "Extensions"); 0: none.
+  z_adversary_width: int = 0
+  # Swapped decodes re-encoded in every train pass (docs/model.md,
+  # "Extensions"): the inputs of the swap-consistency terms.
+  swap_consistency: bool = False
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -229,6 +234,53 @@ class ConditionalVAE(nn.Module):
   def _decoder(self) -> Decoder:
     return Decoder(self.decoder_widths, self.image_size, self.channels,
                    self.dtype)
+
+  def _z_adversary(self):
+    if not self.z_adversary_width:
+      return None
+    return layers.LabelAdversary(self.z_adversary_width,
+                                 len(self.feature_kinds), name='z_adversary')
+
+  def adversary_outputs(self, z: jax.Array) -> dict[str, jax.Array]:
+    """The label adversary on z (train passes with z_adversary_width > 0):
+    'adversary_fit', its logits on sg(z) (trains the adversary), and
+    'adversary_frozen', its logits on z with its parameters held fixed
+    (trains what made z)."""
+    if self.z_adversary is None:
+      return {}
+    fit = self.z_adversary(jax.lax.stop_gradient(z))
+    return {'adversary_fit': fit,
+            'adversary_frozen': self.z_adversary(z, frozen=True)}
+
+  def reencode(self, x: jax.Array, y: jax.Array) -> jax.Array:
+    """What the swap-consistency terms compare of z: E_phi's continuous
+    output for x and y, with E_phi's parameters held fixed."""
+    raise NotImplementedError
+
+  def swap_outputs(self, z: jax.Array, y: jax.Array, c, z_target: jax.Array
+                   ) -> dict[str, Any]:
+    """The swapped decode of every example and what it reads back.
+
+    Example i keeps its z and takes the labels and features of example
+    i - 1 of the batch (its donor): fake = D(z_i, y_{i-1}, c_{i-1}). C_phi
+    and E_phi, their parameters held fixed, re-encode the fake, so that the
+    terms computed from it (objectives.swap_consistency_terms) train the
+    decoder (and, through its inputs, what made z and c) to draw the donor's
+    label and features on the base's face, not C_phi or E_phi to read
+    something else.
+    """
+    if not self.swap_consistency:
+      return {}
+    y_donor = jnp.roll(y, 1, axis=0)
+    c_donor = tuple(jnp.roll(c_l, 1, axis=0) for c_l in c)
+    fake = self.decode(z, y_donor, c_donor)
+    logits_read, c_read = layers.frozen(self.feature_net)(fake)
+    return {'swap_y': y_donor,
+            'swap_f': self.features(y_donor, c_donor),
+            'swap_f_read': self.features(y_donor, c_read),
+            'swap_logits_read': logits_read,
+            'swap_z_read': self.reencode(fake, y_donor),
+            'swap_z_target': z_target}
 
   def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
     """The AdaIN style vector of D_theta's blocks; None: no AdaIN."""
@@ -304,6 +356,7 @@ class CVQVAE(ConditionalVAE):
     self.codebook = Codebook(self.num_codes, self.code_dim,
                              self.codebook_init, self.codebook_init_scale)
     self.decoder = self._decoder()
+    self.z_adversary = self._z_adversary()
 
   def loss_terms(self, out, batch, objective):
     """Eq. 6 and paper 2.3 (objectives.py): the entropy KL of Eq. 4's
@@ -319,8 +372,13 @@ class CVQVAE(ConditionalVAE):
         out['z_e'], out['z_code'])
     terms['code_perplexity'] = metrics.code_perplexity(out['z_index'],
                                                        self.num_codes)
+    terms.update(objectives.invariance_terms(out))
+    terms.update(objectives.swap_consistency_terms(out))
     terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
+
+  def reencode(self, x, y):
+    return layers.frozen(self.encoder)(x, y)
 
   def encode(self, x: jax.Array, y: jax.Array):
     """Most likely codes at test time: (z_index (B, N, N), z_q)."""
@@ -375,6 +433,10 @@ class CVQVAE(ConditionalVAE):
     if self.vq_target == 'nearest':
       z_code = self.codebook.lookup(jnp.argmax(z_logits, axis=-1))
     x_hat = self.decode(z_q, y, c)
+    extra = {}
+    if train:
+      extra = {**self.adversary_outputs(z_q),
+               **self.swap_outputs(z_q, y, c, z_e)}
     return dict(logits_y=logits_y, c=c, y=y, z_e=z_e, z_logits=z_logits,
-                z_index=z_index, z_code=z_code, z_q=z_q, x_hat=x_hat)
+                z_index=z_index, z_code=z_code, z_q=z_q, x_hat=x_hat, **extra)
 
