@@ -137,6 +137,9 @@ def get_config() -> ml_collections.ConfigDict:
   objective.swap_z_cycle = 0.0
   objective.swap_c_cycle = 0.0
   objective.swap_classification = 0.0
+  # Weight of the MMD between the z of y = 1 and y = 0 in each batch: a
+  # kernel penalty that removes y from z (docs/model.md, "Extensions").
+  objective.z_mmd = 0.0
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

@@ -52,7 +52,8 @@ def weighted_loss(terms: Mapping[str, jax.Array], objective) -> jax.Array:
           + objective.get('swap_c_cycle', 0.0) * terms.get('swap_c_cycle',
                                                            zero)
           + objective.get('swap_classification', 0.0) * terms.get(
-              'swap_classification', zero))
+              'swap_classification', zero)
+          + objective.get('z_mmd', 0.0) * terms.get('z_mmd', zero))
 
 
 def shared_terms(batch: Mapping[str, jax.Array],
@@ -202,3 +203,50 @@ def swap_consistency_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
                                           - sg(out['swap_f']))),
       'swap_classification': jnp.mean(jnp.sum(-jnp.sum(y * log_q, -1), -1)),
   }
+
+
+# Bandwidths of z's kernel, as multiples of the median pairwise distance: the
+# scales at which a probe of z could read y (docs/model.md, "Extensions").
+MMD_BANDWIDTHS = (1.0, 0.5, 0.25)
+
+
+def label_mmd(z: jax.Array, y: jax.Array) -> jax.Array:
+  """How differently z is distributed for y = 1 and y = 0 within a batch:
+  the unbiased squared maximum mean discrepancy between the two classes'
+  z (the penalty of the variational fair autoencoder, Louizos et al. 2016,
+  with y in the role of the sensitive variable), summed over labels.
+
+  The kernel is the mean of RBF kernels at MMD_BANDWIDTHS times the median
+  squared distance (held fixed) plus the linear kernel, both on z
+  standardised over the batch, so it is invariant to the scale of z; its
+  linear part is the mean over dimensions of the squared difference of the
+  class means. 0 in expectation when z does not depend on y, and there is
+  no adversary to fool. Soft labels weight each example's membership.
+  z: (B, ...) latents; y: (B, L, 2) one-hot or relaxed labels.
+  """
+  n = z.shape[0]
+  z = z.reshape(n, -1).astype(jnp.float32)
+  z = (z - z.mean(0)) / (z.std(0) + 1e-6)
+  d2 = jnp.maximum(jnp.sum(jnp.square(z[:, None] - z[None]), -1), 0.0)
+  off = ~jnp.eye(n, dtype=bool)
+  median = jax.lax.stop_gradient(jnp.median(d2[off])) + 1e-6
+  k = sum(jnp.exp(-d2 / (b * b * median)) for b in MMD_BANDWIDTHS)
+  k = k / len(MMD_BANDWIDTHS) + z @ z.T / z.shape[1]
+  total = jnp.zeros((), jnp.float32)
+  for l in range(y.shape[1]):
+    w1 = y[:, l, 1].astype(jnp.float32)
+    w0 = 1.0 - w1
+    within = lambda w: (jnp.sum(jnp.outer(w, w) * k * off)
+                        / jnp.maximum(jnp.sum(jnp.outer(w, w) * off), 1e-6))
+    across = (jnp.sum(jnp.outer(w1, w0) * k)
+              / jnp.maximum(jnp.sum(w1) * jnp.sum(w0), 1e-6))
+    total = total + within(w1) + within(w0) - 2.0 * across
+  return total
+
+
+def z_mmd_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
+  """z_mmd: label_mmd of the decoder's z (out['z_q']) and the labels the
+  pass used (held fixed), when objective.z_mmd > 0; else {}."""
+  if not objective.get('z_mmd', 0.0):
+    return {}
+  return {'z_mmd': label_mmd(out['z_q'], jax.lax.stop_gradient(out['y']))}

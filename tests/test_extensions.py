@@ -147,6 +147,28 @@ def test_paper_configs_have_every_extension_off(name):
   config = importlib.import_module(f'configs.{name}').get_config()
   assert config.model.z_adversary_width == 0
   assert not config.model.swap_consistency
-  for weight in ('z_invariance', 'swap_z_cycle', 'swap_c_cycle',
+  for weight in ('z_invariance', 'z_mmd', 'swap_z_cycle', 'swap_c_cycle',
                  'swap_classification'):
     assert config.objective[weight] == 0.0
+
+
+def test_label_mmd_by_hand():
+  # z = +1 for y = 1, -1 for y = 0 (already standardised). Squared distances
+  # 0 within a class, 4 across; median 4. Within: RBF 1 + linear 1 = 2;
+  # across: mean_b exp(-4 / (4 b^2)) - 1. MMD^2 = 2 + 2 - 2 * across.
+  z = jnp.array([[1.0], [1.0], [-1.0], [-1.0]])
+  y = jax.nn.one_hot(jnp.array([[1], [1], [0], [0]]), 2)
+  across = np.mean([math.exp(-1.0 / b ** 2)
+                    for b in objectives.MMD_BANDWIDTHS]) - 1.0
+  np.testing.assert_allclose(objectives.label_mmd(z, y), 4.0 - 2.0 * across,
+                             rtol=1e-5)
+  # Scale-invariant, and near 0 when z does not depend on y.
+  np.testing.assert_allclose(objectives.label_mmd(10 * z, y),
+                             objectives.label_mmd(z, y), rtol=1e-5)
+  rng = np.random.default_rng(0)
+  labels = jax.nn.one_hot(rng.integers(0, 2, (64, 1)), 2)
+  independent = objectives.label_mmd(jnp.asarray(rng.normal(size=(64, 32))),
+                                     labels)
+  assert abs(float(independent)) < 0.02
+  dependent = rng.normal(size=(64, 32)) + 2.0 * np.asarray(labels[:, :, 1])
+  assert float(objectives.label_mmd(jnp.asarray(dependent), labels)) > 0.5

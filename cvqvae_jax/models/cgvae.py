@@ -48,6 +48,7 @@ class CGVAE(cvqvae.ConditionalVAE):
         out['z_mean'], out['z_log_var']))
     terms.update(objectives.invariance_terms(out))
     terms.update(objectives.swap_consistency_terms(out))
+    terms.update(objectives.z_mmd_terms(out, objective))
     terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
 

@@ -374,6 +374,7 @@ class CVQVAE(ConditionalVAE):
                                                        self.num_codes)
     terms.update(objectives.invariance_terms(out))
     terms.update(objectives.swap_consistency_terms(out))
+    terms.update(objectives.z_mmd_terms(out, objective))
     terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
 
