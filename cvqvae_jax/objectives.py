@@ -229,7 +229,8 @@ def label_mmd(z: jax.Array, y: jax.Array) -> jax.Array:
   z = (z - z.mean(0)) / (z.std(0) + 1e-6)
   d2 = jnp.maximum(jnp.sum(jnp.square(z[:, None] - z[None]), -1), 0.0)
   off = ~jnp.eye(n, dtype=bool)
-  median = jax.lax.stop_gradient(jnp.median(d2[off])) + 1e-6
+  median = jax.lax.stop_gradient(
+      jnp.nanmedian(jnp.where(off, d2, jnp.nan))) + 1e-6
   k = sum(jnp.exp(-d2 / (b * b * median)) for b in MMD_BANDWIDTHS)
   k = k / len(MMD_BANDWIDTHS) + z @ z.T / z.shape[1]
   total = jnp.zeros((), jnp.float32)

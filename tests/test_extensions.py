@@ -162,6 +162,8 @@ def test_label_mmd_by_hand():
                     for b in objectives.MMD_BANDWIDTHS]) - 1.0
   np.testing.assert_allclose(objectives.label_mmd(z, y), 4.0 - 2.0 * across,
                              rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(objectives.label_mmd)(z, y),
+                             objectives.label_mmd(z, y), rtol=1e-6)
   # Scale-invariant, and near 0 when z does not depend on y.
   np.testing.assert_allclose(objectives.label_mmd(10 * z, y),
                              objectives.label_mmd(z, y), rtol=1e-5)
