@@ -54,7 +54,8 @@ class NonFiniteLossError(FloatingPointError):
 # traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError,
                checkpointing.CheckpointMismatchError, NonFiniteLossError,
-               workdir_lock.WorkdirLockedError)
+               workdir_lock.WorkdirLockedError,
+               checkpointing.CheckpointSaveError)
 
 
 @contextlib.contextmanager
@@ -345,8 +346,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   history: list[tuple[int, dict]] = []
   last_rate = 0.0
   if start_step < config.num_train_steps:
+    # Room for the first save, before training steps it could not keep.
+    checkpointing.check_space(manager, _next_save(start_step, config), state)
     logging.info('Compiling the train step (the first step waits for it)...')
+  space_due = False  # Room for the next save, checked once a save is done.
   for step in range(start_step + 1, config.num_train_steps + 1):
+    if space_due and not manager.is_saving_in_progress():
+      checkpointing.check_space(manager, _next_save(step - 1, config))
+      space_due = False
     trace.before(step)
     batch = sharding.put_batch(next(train_iter), setup.batch_sharding)
     state, metrics = p_train_step(state, batch, step_rng)
@@ -383,8 +390,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
     if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       _check_finite(jax.device_get(history), manager)
       checkpointing.save(manager, step, state, train_iter, description)
+      space_due = not is_last
     if preempted:
-      manager.wait_until_finished()
+      checkpointing.wait_until_saved(manager)
       guard.close()
       trace.close()
       writer.close()
@@ -392,7 +400,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
         print(f'Preempted: saved step {step} in {manager.directory}; run '
               'the same command again to continue.', flush=True)
       return None
-  manager.wait_until_finished()
+  checkpointing.wait_until_saved(manager)
   manager.close()
   guard.close()
   trace.close()
@@ -416,6 +424,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
                    _brief(results))
   writer.close()
   return results
+
+
+def _next_save(step: int, config) -> int:
+  """The first step after `step` that saves a checkpoint."""
+  every = config.checkpoint_every_steps
+  return min((step // every + 1) * every, config.num_train_steps)
 
 
 def _local(tree):

@@ -368,3 +368,89 @@ def test_an_object_store_workdir_takes_no_lock():
   with workdir_lock.WorkdirLock('gs://bucket/run') as lock:
     assert lock.remote and lock.path == 'gs://bucket/run/.lock'
   assert checkpointing.set_aside_damaged('gs://bucket/run') is None
+
+
+def _no_space_message(step, workdir, intact):
+  return (rf'^no space left for step {step} in {workdir}/checkpoints: needs '
+          rf'about [0-9.]+ MB, 0\.0 MB free; {intact}\. ')
+
+
+def test_a_full_disk_stops_before_training_steps_it_cannot_save(
+    four_steps, tmp_path, monkeypatch):
+  workdir = _copy(four_steps, tmp_path / 'full')
+  free = shutil.disk_usage(workdir)
+  monkeypatch.setattr(
+      checkpointing.shutil, 'disk_usage',
+      lambda path: type(free)(free.total, free.total - 1000, 1000))
+  with pytest.raises(checkpointing.CheckpointSaveError,
+                     match=_no_space_message(6, workdir,
+                                             'steps 2 and 4 are intact')
+                     + 'Stopped before training') as raised:
+    train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  assert '\n' not in str(raised.value)
+  assert _train_steps(workdir) == [2, 4]  # Steps 5 and 6 never trained.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+
+
+def test_a_save_that_fails_is_one_line_and_the_steps_before_stay(
+    four_steps, tmp_path, monkeypatch):
+  workdir = _copy(four_steps, tmp_path / 'enospc')
+  directory = os.path.join(workdir, 'checkpoints')
+  real_save = checkpointing.ocp.CheckpointManager.save
+
+  def no_space(self, step, *args, **kwargs):
+    partial = os.path.join(directory, f'{step}.orbax-checkpoint-tmp-1234')
+    os.makedirs(os.path.join(partial, 'state'))
+    with open(os.path.join(partial, 'state', 'part'), 'wb') as f:
+      f.write(b'x' * 1000)
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(checkpointing.ocp.CheckpointManager, 'save', no_space)
+  with pytest.raises(checkpointing.CheckpointSaveError) as raised:
+    train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  message = str(raised.value)
+  assert message.startswith(f'no space left for step 6 in {directory}: steps '
+                            '2 and 4 are intact. free space in'), message
+  assert '\n' not in message and len(message) < 400
+  assert sorted(os.listdir(directory)) == ['2', '4']  # The partial one gone.
+  monkeypatch.setattr(checkpointing.ocp.CheckpointManager, 'save', real_save)
+  train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  assert sorted(os.listdir(directory)) == ['4', '6']
+
+
+def _mount_tmpfs(path, size):
+  os.makedirs(path)
+  done = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}',
+                         'tmpfs', str(path)], capture_output=True, check=False)
+  return done.returncode == 0
+
+
+def test_a_real_full_file_system_during_a_save(tmp_path):
+  """ENOSPC from TensorStore itself, on a tmpfs with room for two
+  checkpoints of the tiny model and not three (needs root to mount)."""
+  mount = tmp_path / 'small'
+  if os.geteuid() != 0 or not _mount_tmpfs(mount, '2200k'):
+    pytest.skip('mounting a tmpfs needs root')
+  try:
+    workdir = str(mount / 'run')
+    # The check before each save lets the save of step 6 start: it fails
+    # inside orbax's background thread.
+    with pytest.MonkeyPatch.context() as patch:
+      patch.setattr(checkpointing, 'check_space', lambda *a, **k: None)
+      with pytest.raises(checkpointing.CheckpointSaveError) as raised:
+        train.train_and_evaluate(
+            _one_stage(num_train_steps=8, max_checkpoints_to_keep=5),
+            workdir)
+    directory = os.path.join(workdir, 'checkpoints')
+    assert str(raised.value).startswith(
+        f'no space left for step 6 in {directory}: steps 2 and 4 are '
+        'intact.'), str(raised.value)
+    assert sorted(os.listdir(directory)) == ['2', '4']
+    # With the check: the next start stops before training step 5.
+    with pytest.raises(checkpointing.CheckpointSaveError,
+                       match='Stopped before training'):
+      train.train_and_evaluate(
+          _one_stage(num_train_steps=8, max_checkpoints_to_keep=5), workdir)
+    assert _train_steps(workdir) == [2, 4]  # Nothing trained after step 4.
+  finally:
+    subprocess.run(['umount', '-l', str(mount)], check=False)
