@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import threading
+import zlib
 from typing import Any, Callable, Mapping
 
 from absl import logging
@@ -23,6 +24,9 @@ import orbax.checkpoint as ocp
 from cvqvae_jax import paths
 
 STATE, DATA, MODEL = 'state', 'data', 'model'
+# {'algorithm': 'crc32', 'arrays': {path: digest}}: a checksum of every array
+# of the train state, written with the step and checked when it is read.
+DIGESTS = 'digests'
 # Where a checkpoint that cannot be read is moved: WORKDIR/DAMAGED/<step>-<UTC
 # time>, beside checkpoints/ so that orbax never lists it as a step again.
 DAMAGED = 'damaged_checkpoints'
@@ -58,7 +62,8 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
       # shapes before anything is restored.
       item_handlers={STATE: ocp.StandardCheckpointHandler(),
                      DATA: grain.checkpoint.CheckpointHandler(),
-                     MODEL: ocp.JsonCheckpointHandler()})
+                     MODEL: ocp.JsonCheckpointHandler(),
+                     DIGESTS: ocp.JsonCheckpointHandler()})
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
@@ -77,9 +82,51 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
         STATE: ocp.args.StandardSave(state),
         DATA: grain.checkpoint.CheckpointSave(data_iterator),
         MODEL: ocp.args.JsonSave(dict(model_description)),
+        DIGESTS: ocp.args.JsonSave(digests(state)),
     }))
   except Exception as e:  # pylint: disable=broad-exception-caught
     raise _save_failed(manager, step, e) from e
+
+
+def _digest(array) -> str:
+  if isinstance(array, jax.Array) and not array.is_fully_addressable:
+    array = array.addressable_data(0)  # Replicated: every copy is equal.
+  data = np.ascontiguousarray(np.asarray(array))
+  return f'{zlib.crc32(data.view(np.uint8).reshape(-1)):08x}'
+
+
+def digests(state: Any) -> dict[str, Any]:
+  """The CRC-32 of every array of `state`, by flatten's path."""
+  return {'algorithm': 'crc32',
+          'arrays': {path: _digest(x) for path, x in flatten(state).items()
+                     if hasattr(x, 'dtype')}}
+
+
+def _stored_digests(manager, step) -> dict[str, str] | None:
+  """The digests saved with `step`; None for a checkpoint written before
+  they were (nothing to check)."""
+  if not os.path.isdir(os.path.join(str(manager.directory), str(step),
+                                    DIGESTS)):
+    return None
+  stored = manager.restore(step, args=ocp.args.Composite(
+      **{DIGESTS: ocp.args.JsonRestore()}))[DIGESTS]
+  return dict(stored['arrays'])
+
+
+def check_digests(stored: Mapping[str, str] | None,
+                  arrays: Mapping[str, Any]) -> None:
+  """Raises ValueError naming the arrays whose CRC-32 differs from the one
+  saved with them (`arrays`: path -> array read back)."""
+  if stored is None:
+    return
+  differ = sorted(path for path, x in arrays.items()
+                  if path in stored and _digest(x) != stored[path])
+  missing = sorted(set(arrays) - set(stored))
+  if differ or missing:
+    raise ValueError(
+        f'{len(differ)} array(s) differ from the checksum saved with them '
+        f'({", ".join(differ[:3])}{"..." if len(differ) > 3 else ""})'
+        + (f'; no checksum for {missing[:3]}' if missing else ''))
 
 
 def wait_until_saved(manager: ocp.CheckpointManager) -> None:
@@ -332,7 +379,8 @@ def _reader(directory: str) -> ocp.CheckpointManager:
       directory,
       options=ocp.CheckpointManagerOptions(read_only=True),
       item_handlers={STATE: ocp.PyTreeCheckpointHandler(),
-                     MODEL: ocp.JsonCheckpointHandler()})
+                     MODEL: ocp.JsonCheckpointHandler(),
+                     DIGESTS: ocp.JsonCheckpointHandler()})
 
 
 def read_fully(reader: ocp.CheckpointManager, step: int) -> None:
@@ -374,6 +422,7 @@ def read_fully(reader: ocp.CheckpointManager, step: int) -> None:
                     if got.get(p) != expected.get(p))
     raise ValueError('arrays differ from the checkpoint metadata: '
                      f'{differ[:5]}')
+  check_digests(_stored_digests(reader, step), flatten(restored))
 
 
 def _set_aside(workdir: str, step: int) -> str:
@@ -576,6 +625,11 @@ def _restore_params(manager, step, abstract_params, select, description):
           item=target,
           restore_args=ocp.checkpoint_utils.construct_restore_args(target),
           partial_restore=True)}))[STATE]['params']
+  stored = _stored_digests(manager, step)
+  if stored is not None:
+    stored = {k[len('params/'):]: v for k, v in stored.items()
+              if k.startswith('params/')}
+  check_digests(stored, flatten(restored))
   return flatten(restored), {'directory': directory, 'step': int(step),
                              'model': described.get('model', {})}
 

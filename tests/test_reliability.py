@@ -454,3 +454,42 @@ def test_a_real_full_file_system_during_a_save(tmp_path):
     assert _train_steps(workdir) == [2, 4]  # Nothing trained after step 4.
   finally:
     subprocess.run(['umount', '-l', str(mount)], check=False)
+
+
+def _flip_one_bit(step_dir):
+  """One bit in the middle of the largest array file of the train state:
+  the file still decodes, to a changed value."""
+  files = glob.glob(os.path.join(step_dir, 'state', 'ocdbt.process_0', 'd',
+                                 '*'))
+  path = max(files, key=os.path.getsize)
+  with open(path, 'r+b') as f:
+    f.seek(os.path.getsize(path) // 2)
+    byte = f.read(1)[0]
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte ^ 0x10]))
+
+
+def test_a_flipped_bit_in_an_array_is_caught_by_its_checksum(
+    four_steps, tmp_path, monkeypatch, caplog):
+  workdir = _copy(four_steps, tmp_path / 'flipped')
+  directory = os.path.join(workdir, 'checkpoints')
+  _flip_one_bit(os.path.join(directory, '4'))
+  reader = checkpointing._reader(directory)
+  with monkeypatch.context() as without_checksums:
+    without_checksums.setattr(checkpointing, 'check_digests',
+                              lambda *args: None)
+    checkpointing.read_fully(reader, 4)  # Decodes: only the checksum sees it.
+  with pytest.raises(ValueError, match=r'^1 array\(s\) differ from the '
+                     'checksum saved with them'):
+    checkpointing.read_fully(reader, 4)
+  reader.close()
+  with caplog.at_level('WARNING'):
+    train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  warned = [r.getMessage() for r in caplog.records
+            if 'cannot be read' in r.getMessage()]
+  assert len(warned) == 1, warned
+  assert warned[0].startswith('Checkpoint step 4 cannot be read (ValueError: '
+                              '1 array(s) differ from the checksum')
+  assert 'resuming from step 2' in warned[0]
+  assert len(os.listdir(os.path.join(workdir, checkpointing.DAMAGED))) == 1
+  assert sorted(os.listdir(directory)) == ['4', '6']  # 4 trained again.
