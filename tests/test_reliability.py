@@ -493,3 +493,41 @@ def test_a_flipped_bit_in_an_array_is_caught_by_its_checksum(
   assert 'resuming from step 2' in warned[0]
   assert len(os.listdir(os.path.join(workdir, checkpointing.DAMAGED))) == 1
   assert sorted(os.listdir(directory)) == ['4', '6']  # 4 trained again.
+
+
+def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
+  path = tmp_path / 'results.txt'
+  path.write_text('not a directory')
+  with pytest.raises(ValueError, match=rf'^--workdir {path} is a file, not a '
+                     'directory'):
+    train.train_and_evaluate(_one_stage(), str(path))
+  with pytest.raises(ValueError, match=rf'^--workdir {path}/run lies under '
+                     rf'{path}, which is a file'):
+    train.train_and_evaluate(_one_stage(), str(path / 'run'))
+  done = subprocess.run(
+      [sys.executable, '-m', 'cvqvae_jax.main', '--config=configs/default.py',
+       f'--workdir={path}'], cwd=ROOT, env=subprocess_env(),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      f'error: --workdir {path} is a file, not a directory: name a directory '
+      '(it is created if it does not exist).'), done.stderr[-2000:]
+  assert 'Traceback' not in done.stderr
+  assert path.read_text() == 'not a directory'
+
+
+def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
+  parent = tmp_path / 'read_only'
+  if os.geteuid() == 0:  # root writes anything: a read-only file system.
+    if not _mount_tmpfs(parent, '1m') or subprocess.run(
+        ['mount', '-o', 'remount,ro', str(parent)], check=False).returncode:
+      pytest.skip('cannot mount a read-only tmpfs')
+  else:
+    parent.mkdir()
+    parent.chmod(0o500)
+  try:
+    with pytest.raises(ValueError, match=rf'^--workdir {parent}/w'):
+      train.train_and_evaluate(_one_stage(), str(parent / 'w'))
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(['umount', '-l', str(parent)], check=False)
