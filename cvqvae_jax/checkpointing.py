@@ -267,17 +267,15 @@ def _no_space(error: BaseException | None) -> bool:
 
 
 class _AsyncioNoise:
-  """Demotes asyncio's 'Task exception was never retrieved' and 'Event loop
-  is closed' records (the echoes of a save that failed, already reported in
-  one line) to DEBUG."""
+  """Drops asyncio's 'Task exception was never retrieved' and 'Event loop is
+  closed' records: the echoes of a save that failed, already reported in
+  one line."""
 
   def filter(self, record) -> bool:
     text = str(record.msg)
-    if ('exception was never retrieved' in text
-        or 'Event loop is closed' in text or 'Exception in callback' in text):
-      record.levelno, record.levelname = 10, 'DEBUG'
-      return False
-    return True
+    return not ('exception was never retrieved' in text
+                or 'Event loop is closed' in text
+                or 'Exception in callback' in text)
 
 
 def _quiet_asyncio() -> None:
