@@ -3,7 +3,8 @@ face benchmark, sized for a 2-core CPU.
 
 This is the embedded default: it needs no dataset. The architecture is the
 paper's (section 2.1) at 32 px with narrower blocks, so that the README's main
-job trains in about 14 minutes on a 2-core CPU: stage one (CGVAE, approach D)
+job trains in about 20 minutes or less on a 2-core CPU (README.md gives the
+measured time): stage one (CGVAE, approach D)
 for 30 % of the steps, then CVQVAE from its C_phi and tokens (docs/model.md).
 The paper-size model (128 px, widths 64..512, N_z 8, K 512, D 16) is in the
 dataset configs.

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import compile_cache
 from cvqvae_jax import manipulate
 from cvqvae_jax import previews
 from cvqvae_jax import two_step
@@ -83,9 +84,14 @@ class Trained:
                        f'{self.labels}.')
     return self.labels.index(label)
 
-  def read_images(self, *paths: str) -> np.ndarray:
+  def read_images(self, *paths) -> np.ndarray:
     """Image files -> (N, S, S, C) float32 in [-1, 1], cropped (data.crop)
-    and resized as in training."""
+    and resized as in training: read_images('a.jpg'), read_images('a.jpg',
+    'b.jpg') or read_images(['a.jpg', 'b.jpg'])."""
+    paths = [p for arg in paths
+             for p in (arg if isinstance(arg, (list, tuple)) else (arg,))]
+    if not paths:
+      raise ValueError('read_images needs at least one image path.')
     size, _, channels = self.image_shape
     return np.stack([image_io.load(epath.Path(p).read_bytes(), str(p), size,
                                    channels, self.config.data.crop)
@@ -144,6 +150,7 @@ def _differs(described, config, image_shape) -> bool:
 def load(workdir: str) -> Trained:
   """The model of `workdir`'s latest checkpoint, with the config it was
   trained with (config.json). Reads no data and no optimizer state."""
+  compile_cache.enable()
   config = load_config(workdir)
   with _quiet():
     step, described = checkpointing.read_latest_description(workdir)

@@ -5,11 +5,13 @@ a small JSON description of the model, checked before anything is restored."""
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import shutil
 import signal
 import threading
+import zlib
 from typing import Any, Callable, Mapping
 
 from absl import logging
@@ -22,6 +24,9 @@ import orbax.checkpoint as ocp
 from cvqvae_jax import paths
 
 STATE, DATA, MODEL = 'state', 'data', 'model'
+# {'algorithm': 'crc32', 'arrays': {path: digest}}: a checksum of every array
+# of the train state, written with the step and checked when it is read.
+DIGESTS = 'digests'
 # Where a checkpoint that cannot be read is moved: WORKDIR/DAMAGED/<step>-<UTC
 # time>, beside checkpoints/ so that orbax never lists it as a step again.
 DAMAGED = 'damaged_checkpoints'
@@ -39,11 +44,16 @@ class NoReadableCheckpointError(FileNotFoundError):
   """Every checkpoint of a workdir is damaged."""
 
 
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint cannot be written (no space left, a write that failed)."""
+
+
 def checkpoint_dir(workdir: str) -> str:
   return paths.join(workdir, 'checkpoints')
 
 
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+  _quiet_asyncio()
   return ocp.CheckpointManager(
       checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
@@ -52,17 +62,227 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
       # shapes before anything is restored.
       item_handlers={STATE: ocp.StandardCheckpointHandler(),
                      DATA: grain.checkpoint.CheckpointHandler(),
-                     MODEL: ocp.JsonCheckpointHandler()})
+                     MODEL: ocp.JsonCheckpointHandler(),
+                     DIGESTS: ocp.JsonCheckpointHandler()})
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          data_iterator: Any, model_description: Mapping[str, Any]) -> None:
-  """Asynchronous save; call manager.wait_until_finished() before exit."""
-  manager.save(step, args=ocp.args.Composite(**{
-      STATE: ocp.args.StandardSave(state),
-      DATA: grain.checkpoint.CheckpointSave(data_iterator),
-      MODEL: ocp.args.JsonSave(dict(model_description)),
-  }))
+  """Asynchronous save; call wait_until_saved(manager) before exit.
+
+  Waits for the previous save first (orbax would too), checks that the
+  checkpoint folder has room for this one (check_space), and turns an error
+  while writing into CheckpointSaveError (one line; the traceback in the
+  debug log), with the half-written folder removed.
+  """
+  wait_until_saved(manager)
+  check_space(manager, step, state, trained=True)
+  try:
+    manager.save(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardSave(state),
+        DATA: grain.checkpoint.CheckpointSave(data_iterator),
+        MODEL: ocp.args.JsonSave(dict(model_description)),
+        DIGESTS: ocp.args.JsonSave(digests(state)),
+    }))
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    raise _save_failed(manager, step, e) from e
+
+
+def _digest(array) -> str:
+  if isinstance(array, jax.Array) and not array.is_fully_addressable:
+    array = array.addressable_data(0)  # Replicated: every copy is equal.
+  data = np.ascontiguousarray(np.asarray(array))
+  return f'{zlib.crc32(data.view(np.uint8).reshape(-1)):08x}'
+
+
+def digests(state: Any) -> dict[str, Any]:
+  """The CRC-32 of every array of `state`, by flatten's path."""
+  return {'algorithm': 'crc32',
+          'arrays': {path: _digest(x) for path, x in flatten(state).items()
+                     if hasattr(x, 'dtype')}}
+
+
+def _stored_digests(manager, step) -> dict[str, str] | None:
+  """The digests saved with `step`; None for a checkpoint written before
+  they were (nothing to check)."""
+  if not os.path.isdir(os.path.join(str(manager.directory), str(step),
+                                    DIGESTS)):
+    return None
+  stored = manager.restore(step, args=ocp.args.Composite(
+      **{DIGESTS: ocp.args.JsonRestore()}))[DIGESTS]
+  return dict(stored['arrays'])
+
+
+def check_digests(stored: Mapping[str, str] | None,
+                  arrays: Mapping[str, Any]) -> None:
+  """Raises ValueError naming the arrays whose CRC-32 differs from the one
+  saved with them (`arrays`: path -> array read back)."""
+  if stored is None:
+    return
+  differ = sorted(path for path, x in arrays.items()
+                  if path in stored and _digest(x) != stored[path])
+  missing = sorted(set(arrays) - set(stored))
+  if differ or missing:
+    raise ValueError(
+        f'{len(differ)} array(s) differ from the checksum saved with them '
+        f'({", ".join(differ[:3])}{"..." if len(differ) > 3 else ""})'
+        + (f'; no checksum for {missing[:3]}' if missing else ''))
+
+
+def wait_until_saved(manager: ocp.CheckpointManager) -> None:
+  """manager.wait_until_finished(), an error of the save in the background
+  raised as CheckpointSaveError (the half-written folder removed)."""
+  step = _saving_step(manager)
+  try:
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    raise _save_failed(manager, step, e) from e
+
+
+def _saving_step(manager) -> int | None:
+  """The step the manager's save in progress writes, if known."""
+  try:
+    thread = manager._finalize_thread.get()  # pylint: disable=protected-access
+    return None if thread is None else thread.step()
+  except Exception:  # pylint: disable=broad-exception-caught
+    return None
+
+
+def _is_local(directory) -> bool:
+  return '://' not in str(directory)
+
+
+def _megabytes(size: float) -> str:
+  return f'{size / 1e6:.1f} MB' if size < 1e9 else f'{size / 1e9:.2f} GB'
+
+
+def _tree_size(path: str) -> int:
+  total = 0
+  for folder, _, names in os.walk(path):
+    for name in names:
+      try:
+        total += os.path.getsize(os.path.join(folder, name))
+      except OSError:
+        pass
+  return total
+
+
+def _intact(manager) -> str:
+  steps = sorted(manager.all_steps())
+  if not steps:
+    return 'no step is saved yet'
+  if len(steps) == 1:
+    return f'step {steps[0]} is intact'
+  return (f'steps {", ".join(map(str, steps[:-1]))} and {steps[-1]} are '
+          'intact')
+
+
+def _space_hint(directory: str) -> str:
+  return (f'free space in {directory} (or set max_checkpoints_to_keep '
+          'lower, or use another --workdir), then run the same command again '
+          'to continue')
+
+
+# A save needs more than its final size while it writes (lock files, the
+# OCDBT log before compaction) and the run writes metrics beside it: the
+# last checkpoint's size times this, plus SPACE_SLACK bytes.
+SPACE_MARGIN, SPACE_SLACK = 1.25, 1 << 20
+
+
+def needed_space(manager: ocp.CheckpointManager, state: Any = None) -> int:
+  """Bytes the next save needs: the size of the latest checkpoint on disk
+  (else the bytes of `state`'s arrays) with a margin; 0 without either."""
+  directory = str(manager.directory)
+  latest = manager.latest_step()
+  if latest is not None:
+    size = _tree_size(os.path.join(directory, str(latest)))
+    if size:
+      return int(size * SPACE_MARGIN) + SPACE_SLACK
+  if state is None:
+    return 0
+  size = sum(int(np.prod(getattr(x, 'shape', ()))) * np.dtype(x.dtype).itemsize
+             for x in jax.tree.leaves(state) if hasattr(x, 'dtype'))
+  return int(size * SPACE_MARGIN) + SPACE_SLACK
+
+
+def check_space(manager: ocp.CheckpointManager, step: int,
+                state: Any = None, trained: bool = False) -> None:
+  """Raises CheckpointSaveError (one line: the step, the folder, the bytes
+  needed and free, the steps intact) when the checkpoint folder has less
+  free space than the save of `step` needs (needed_space); trained: called
+  at that save (the steps since the last one are lost), else before they
+  are trained. Local folders only: an object store has no free space to
+  ask."""
+  directory = str(manager.directory)
+  if not _is_local(directory) or not os.path.isdir(directory):
+    return
+  needed = needed_space(manager, state)
+  free = shutil.disk_usage(directory).free
+  if needed and free < needed:
+    raise CheckpointSaveError(
+        f'no space left for step {step} in {directory}: needs about '
+        f'{_megabytes(needed)}, {_megabytes(free)} free; '
+        f'{_intact(manager)}. '
+        + ('The steps since the last of them are not saved: ' if trained else
+           'Stopped before training steps that could not be saved: ')
+        + f'{_space_hint(directory)}.')
+
+
+def _save_failed(manager, step: int | None, error: BaseException
+                 ) -> CheckpointSaveError:
+  """The one-line error of a save that failed; removes its temporary
+  folder (the steps before stay as they were)."""
+  logging.debug('Traceback of the failed save:', exc_info=error)
+  directory = str(manager.directory)
+  if _is_local(directory) and os.path.isdir(directory):
+    for name in os.listdir(directory):
+      if TMP_MARK in name and (step is None
+                               or name.split('.', 1)[0] == str(step)):
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+  try:
+    manager.reload()
+  except Exception:  # pylint: disable=broad-exception-caught
+    pass
+  if _no_space(error):
+    what = 'no space left'
+  else:
+    what = f'the save failed ({_one_line(error)[:200]})'
+  where = f'step {step}' if step is not None else 'a checkpoint'
+  return CheckpointSaveError(
+      f'{what} for {where} in {directory}: {_intact(manager)}. '
+      + (_space_hint(directory) if _no_space(error) else
+         'Run the same command again to continue from the last intact step')
+      + '.')
+
+
+def _no_space(error: BaseException | None) -> bool:
+  while error is not None:
+    if (isinstance(error, OSError) and error.errno in (errno.ENOSPC,
+                                                       errno.EDQUOT)):
+      return True
+    if 'No space left' in str(error) or 'ENOSPC' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+class _AsyncioNoise:
+  """Drops asyncio's 'Task exception was never retrieved' and 'Event loop is
+  closed' records: the echoes of a save that failed, already reported in
+  one line."""
+
+  def filter(self, record) -> bool:
+    text = str(record.msg)
+    return not ('exception was never retrieved' in text
+                or 'Event loop is closed' in text
+                or 'Exception in callback' in text)
+
+
+def _quiet_asyncio() -> None:
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  logger = std_logging.getLogger('asyncio')
+  if not any(isinstance(f, _AsyncioNoise) for f in logger.filters):
+    logger.addFilter(_AsyncioNoise())
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -157,7 +377,8 @@ def _reader(directory: str) -> ocp.CheckpointManager:
       directory,
       options=ocp.CheckpointManagerOptions(read_only=True),
       item_handlers={STATE: ocp.PyTreeCheckpointHandler(),
-                     MODEL: ocp.JsonCheckpointHandler()})
+                     MODEL: ocp.JsonCheckpointHandler(),
+                     DIGESTS: ocp.JsonCheckpointHandler()})
 
 
 def read_fully(reader: ocp.CheckpointManager, step: int) -> None:
@@ -199,6 +420,7 @@ def read_fully(reader: ocp.CheckpointManager, step: int) -> None:
                     if got.get(p) != expected.get(p))
     raise ValueError('arrays differ from the checkpoint metadata: '
                      f'{differ[:5]}')
+  check_digests(_stored_digests(reader, step), flatten(restored))
 
 
 def _set_aside(workdir: str, step: int) -> str:
@@ -401,6 +623,11 @@ def _restore_params(manager, step, abstract_params, select, description):
           item=target,
           restore_args=ocp.checkpoint_utils.construct_restore_args(target),
           partial_restore=True)}))[STATE]['params']
+  stored = _stored_digests(manager, step)
+  if stored is not None:
+    stored = {k[len('params/'):]: v for k, v in stored.items()
+              if k.startswith('params/')}
+  check_digests(stored, flatten(restored))
   return flatten(restored), {'directory': directory, 'step': int(step),
                              'model': described.get('model', {})}
 

@@ -143,6 +143,7 @@ def main(argv):
   console = None if FLAGS.verbose else quiet_logs()
   import jax  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import api  # pylint: disable=g-import-not-at-top
+  from cvqvae_jax import compile_cache  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
   if FLAGS.distributed or FLAGS.coordinator_address:
     # Before any other JAX call (jax.devices() below creates the backends).
@@ -157,6 +158,7 @@ def main(argv):
       logging.set_verbosity(logging.WARNING)
   if console is not None:  # INFO from process 0 only.
     console.is_chief = jax.process_index() == 0
+  compile_cache.enable()
   with train.exit_on_user_error():
     config = FLAGS.config
     if config is None:

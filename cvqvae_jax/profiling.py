@@ -7,7 +7,9 @@ file). Only process 0 traces.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 
 from absl import logging
 import jax
@@ -79,3 +81,40 @@ class StepTrace:
       self._active = False
       logging.info('Wrote the profile of steps %d-%d to %s.', *self._steps,
                    self._dir)
+
+
+class WallTime:
+  """Where a run's wall time went: compilation and initialisation, training
+  steps, held-out evaluation (the end-of-run summary's line)."""
+
+  PHASES = ('training steps', 'compilation and initialisation',
+            'held-out evaluation')
+
+  def __init__(self):
+    self.reset()
+
+  def reset(self) -> None:
+    self.start = time.perf_counter()
+    self.seconds = dict.fromkeys(self.PHASES, 0.0)
+
+  def add(self, phase: str, seconds: float) -> None:
+    self.seconds[phase] += seconds
+
+  @contextlib.contextmanager
+  def timed(self, phase: str):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.add(phase, time.perf_counter() - start)
+
+  def line(self) -> str:
+    total = time.perf_counter() - self.start
+    parts = [f'{name} {s:.0f} s' for name, s in self.seconds.items()]
+    other = total - sum(self.seconds.values())
+    return (f'Wall time {total:.0f} s: ' + ', '.join(parts)
+            + f', other (data, checkpoints, previews) {max(other, 0):.0f} s.')
+
+
+# The current run's (train.train_and_evaluate resets it).
+WALL = WallTime()

@@ -13,6 +13,7 @@ import functools
 import math
 import os
 import sys
+import time
 from typing import Any
 
 from absl import logging
@@ -46,6 +47,9 @@ LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
               'commitment')
 
 
+TRAIN, COMPILE, EVAL = profiling.WallTime.PHASES
+
+
 class NonFiniteLossError(FloatingPointError):
   """A loss term became NaN or Inf."""
 
@@ -54,7 +58,8 @@ class NonFiniteLossError(FloatingPointError):
 # traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError,
                checkpointing.CheckpointMismatchError, NonFiniteLossError,
-               workdir_lock.WorkdirLockedError)
+               workdir_lock.WorkdirLockedError,
+               checkpointing.CheckpointSaveError)
 
 
 @contextlib.contextmanager
@@ -244,10 +249,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   either stage resumes there, and stage one is never trained again once
   stage two has saved a checkpoint.
   """
+  profiling.WALL.reset()
   config_checks.validate(config)
   two_step.check_config(config, workdir)
   workdir = paths.absolute(workdir)
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  paths.check_writable_workdir(workdir)
   # One writer per workdir (docs/reliability.md), held until this returns.
   with workdir_lock.WorkdirLock(workdir, jax.process_index()):
     checkpointing.set_aside_damaged(workdir)
@@ -299,6 +305,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   no samples.png and no summary.
   """
   is_chief = jax.process_index() == 0
+  started = time.perf_counter()
   setup = build(config)
   model, image_shape = setup.model, setup.image_shape
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
@@ -342,17 +349,28 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   trace = profiling.StepTrace(workdir, config.get('profile_steps', (0, 0)),
                               enabled=is_chief)
   progress = metric_writers.Progress(config.num_train_steps)
+  evals_before = profiling.WALL.seconds[EVAL]
   history: list[tuple[int, dict]] = []
   last_rate = 0.0
   if start_step < config.num_train_steps:
+    # Room for the first save, before training steps it could not keep.
+    checkpointing.check_space(manager, _next_save(start_step, config), state)
     logging.info('Compiling the train step (the first step waits for it)...')
+  space_due = False  # Room for the next save, checked once a save is done.
+  profiling.WALL.add(COMPILE, time.perf_counter() - started)
+  loop_start, compiled = time.perf_counter(), 0.0
   for step in range(start_step + 1, config.num_train_steps + 1):
+    if space_due and not manager.is_saving_in_progress():
+      checkpointing.check_space(manager, _next_save(step - 1, config))
+      space_due = False
     trace.before(step)
     batch = sharding.put_batch(next(train_iter), setup.batch_sharding)
     state, metrics = p_train_step(state, batch, step_rng)
     trace.after(step, metrics)
     history.append((step, metrics))
     if step == start_step + 1:
+      jax.block_until_ready(metrics)
+      compiled = time.perf_counter() - loop_start
       progress.start(step)  # Rates exclude compilation.
     is_last = step == config.num_train_steps
     if step % config.log_every_steps == 0 or is_last:
@@ -370,8 +388,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       history = []
     if (config.eval_every_steps and step % config.eval_every_steps == 0
         and not is_last):  # Learning curves of the held-out numbers.
-      curve = evaluation.evaluate(_local(state.params), model, config, codec,
-                                  num_examples=config.eval.curve_examples)
+      with profiling.WALL.timed(EVAL):
+        curve = evaluation.evaluate(_local(state.params), model, config,
+                                    codec,
+                                    num_examples=config.eval.curve_examples)
       writer.write(step, curve)
       logging.info('Held-out at step %d (%d examples): %s', step,
                    config.eval.curve_examples, _brief(curve))
@@ -383,8 +403,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
     if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       _check_finite(jax.device_get(history), manager)
       checkpointing.save(manager, step, state, train_iter, description)
+      space_due = not is_last
     if preempted:
-      manager.wait_until_finished()
+      checkpointing.wait_until_saved(manager)
       guard.close()
       trace.close()
       writer.close()
@@ -392,7 +413,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
         print(f'Preempted: saved step {step} in {manager.directory}; run '
               'the same command again to continue.', flush=True)
       return None
-  manager.wait_until_finished()
+  checkpointing.wait_until_saved(manager)
+  profiling.WALL.add(COMPILE, compiled)
+  profiling.WALL.add(TRAIN, time.perf_counter() - loop_start - compiled
+                     - profiling.WALL.seconds[EVAL] + evals_before)
   manager.close()
   guard.close()
   trace.close()
@@ -400,7 +424,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   # Every process computes the same numbers on the whole test split (a
   # deterministic evaluation on its own copy of the parameters); process 0
   # writes them.
-  results = evaluation.evaluate(_local(state.params), model, config, codec)
+  with profiling.WALL.timed(EVAL):
+    results = evaluation.evaluate(_local(state.params), model, config, codec)
   if is_chief:
     if int(state.step) > start_step:  # Not again for an already-finished run.
       writer.write(int(state.step), {**results,
@@ -410,12 +435,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
                                        config)
       print(_summary(workdir, int(state.step), results, preview,
                      two_step.variant(config)), flush=True)
+      print(profiling.WALL.line(), flush=True)
     else:
       logging.info('Stage one (%s) done at step %d; held-out: %s',
                    two_step.variant(config), int(state.step),
                    _brief(results))
   writer.close()
   return results
+
+
+def _next_save(step: int, config) -> int:
+  """The first step after `step` that saves a checkpoint."""
+  every = config.checkpoint_every_steps
+  return min((step // every + 1) * every, config.num_train_steps)
 
 
 def _local(tree):

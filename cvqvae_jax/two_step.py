@@ -91,11 +91,15 @@ def initialise_from(init_from: str, params, abstract_params,
   flat = checkpointing.flatten(params)
   fresh = sorted(set(flat) - set(restored))
   flat.update(restored)
+  record = (paths.join(workdir, INIT_RECORD) if workdir is not None
+            else 'the debug log')
   logging.info(
-      'Two-step training: restored from %s, step %d (model %r):\n  %s\n'
-      'Initialised fresh, not restored:\n  %s', source['directory'],
-      source['step'], source['model'].get('name'),
-      '\n  '.join(_group(restored)), '\n  '.join(_group(fresh)))
+      'Two-step training: restored from %s, step %d (model %r): %d arrays '
+      'restored, %d initialised fresh (the list: %s).', source['directory'],
+      source['step'], source['model'].get('name'), len(restored), len(fresh),
+      record)
+  logging.debug('Restored:\n  %s\nInitialised fresh, not restored:\n  %s',
+                '\n  '.join(_group(restored)), '\n  '.join(_group(fresh)))
   if workdir is not None and jax.process_index() == 0:
     (epath.Path(workdir) / INIT_RECORD).write_text(json.dumps(
         {'init_from': paths.absolute(init_from),

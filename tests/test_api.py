@@ -73,6 +73,13 @@ def test_load_returns_the_final_model_and_edits_an_own_image(trained,
       tmp_path / 'grey.jpg')
   x = m.read_images(str(tmp_path / 'me.png'), str(tmp_path / 'grey.jpg'))
   assert x.shape == (2, 16, 16, 3) and -1 <= x.min() < x.max() <= 1
+  # One path, several, a list or a tuple (of str or pathlib paths).
+  both = [tmp_path / 'me.png', str(tmp_path / 'grey.jpg')]
+  np.testing.assert_array_equal(m.read_images(both), x)
+  np.testing.assert_array_equal(m.read_images(tuple(both)), x)
+  np.testing.assert_array_equal(m.read_images(both[0]), x[:1])
+  with pytest.raises(ValueError, match='at least one image path'):
+    m.read_images([])
   codes = m.encode(x)
   with_glasses = m.decode(m.set_label(codes, 'glasses', 1))
   without = m.decode(m.set_label(codes, 'glasses', 0))

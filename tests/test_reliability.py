@@ -368,3 +368,166 @@ def test_an_object_store_workdir_takes_no_lock():
   with workdir_lock.WorkdirLock('gs://bucket/run') as lock:
     assert lock.remote and lock.path == 'gs://bucket/run/.lock'
   assert checkpointing.set_aside_damaged('gs://bucket/run') is None
+
+
+def _no_space_message(step, workdir, intact):
+  return (rf'^no space left for step {step} in {workdir}/checkpoints: needs '
+          rf'about [0-9.]+ MB, 0\.0 MB free; {intact}\. ')
+
+
+def test_a_full_disk_stops_before_training_steps_it_cannot_save(
+    four_steps, tmp_path, monkeypatch):
+  workdir = _copy(four_steps, tmp_path / 'full')
+  free = shutil.disk_usage(workdir)
+  monkeypatch.setattr(
+      checkpointing.shutil, 'disk_usage',
+      lambda path: type(free)(free.total, free.total - 1000, 1000))
+  with pytest.raises(checkpointing.CheckpointSaveError,
+                     match=_no_space_message(6, workdir,
+                                             'steps 2 and 4 are intact')
+                     + 'Stopped before training') as raised:
+    train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  assert '\n' not in str(raised.value)
+  assert _train_steps(workdir) == [2, 4]  # Steps 5 and 6 never trained.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+
+
+def test_a_save_that_fails_is_one_line_and_the_steps_before_stay(
+    four_steps, tmp_path, monkeypatch):
+  workdir = _copy(four_steps, tmp_path / 'enospc')
+  directory = os.path.join(workdir, 'checkpoints')
+  real_save = checkpointing.ocp.CheckpointManager.save
+
+  def no_space(self, step, *args, **kwargs):
+    partial = os.path.join(directory, f'{step}.orbax-checkpoint-tmp-1234')
+    os.makedirs(os.path.join(partial, 'state'))
+    with open(os.path.join(partial, 'state', 'part'), 'wb') as f:
+      f.write(b'x' * 1000)
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(checkpointing.ocp.CheckpointManager, 'save', no_space)
+  with pytest.raises(checkpointing.CheckpointSaveError) as raised:
+    train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  message = str(raised.value)
+  assert message.startswith(f'no space left for step 6 in {directory}: steps '
+                            '2 and 4 are intact. free space in'), message
+  assert '\n' not in message and len(message) < 400
+  assert sorted(os.listdir(directory)) == ['2', '4']  # The partial one gone.
+  monkeypatch.setattr(checkpointing.ocp.CheckpointManager, 'save', real_save)
+  train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  assert sorted(os.listdir(directory)) == ['4', '6']
+
+
+def _mount_tmpfs(path, size):
+  os.makedirs(path)
+  done = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}',
+                         'tmpfs', str(path)], capture_output=True, check=False)
+  return done.returncode == 0
+
+
+def test_a_real_full_file_system_during_a_save(tmp_path):
+  """ENOSPC from TensorStore itself, on a tmpfs with room for two
+  checkpoints of the tiny model and not three (needs root to mount)."""
+  mount = tmp_path / 'small'
+  if os.geteuid() != 0 or not _mount_tmpfs(mount, '2200k'):
+    pytest.skip('mounting a tmpfs needs root')
+  try:
+    workdir = str(mount / 'run')
+    # The check before each save lets the save of step 6 start: it fails
+    # inside orbax's background thread.
+    with pytest.MonkeyPatch.context() as patch:
+      patch.setattr(checkpointing, 'check_space', lambda *a, **k: None)
+      with pytest.raises(checkpointing.CheckpointSaveError) as raised:
+        train.train_and_evaluate(
+            _one_stage(num_train_steps=8, max_checkpoints_to_keep=5),
+            workdir)
+    directory = os.path.join(workdir, 'checkpoints')
+    assert str(raised.value).startswith(
+        f'no space left for step 6 in {directory}: steps 2 and 4 are '
+        'intact.'), str(raised.value)
+    assert sorted(os.listdir(directory)) == ['2', '4']
+    # With the check: the next start stops before training step 5.
+    with pytest.raises(checkpointing.CheckpointSaveError,
+                       match='Stopped before training'):
+      train.train_and_evaluate(
+          _one_stage(num_train_steps=8, max_checkpoints_to_keep=5), workdir)
+    assert _train_steps(workdir) == [2, 4]  # Nothing trained after step 4.
+  finally:
+    subprocess.run(['umount', '-l', str(mount)], check=False)
+
+
+def _flip_one_bit(step_dir):
+  """One bit in the middle of the largest array file of the train state:
+  the file still decodes, to a changed value."""
+  files = glob.glob(os.path.join(step_dir, 'state', 'ocdbt.process_0', 'd',
+                                 '*'))
+  path = max(files, key=os.path.getsize)
+  with open(path, 'r+b') as f:
+    f.seek(os.path.getsize(path) // 2)
+    byte = f.read(1)[0]
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte ^ 0x10]))
+
+
+def test_a_flipped_bit_in_an_array_is_caught_by_its_checksum(
+    four_steps, tmp_path, monkeypatch, caplog):
+  workdir = _copy(four_steps, tmp_path / 'flipped')
+  directory = os.path.join(workdir, 'checkpoints')
+  _flip_one_bit(os.path.join(directory, '4'))
+  reader = checkpointing._reader(directory)
+  with monkeypatch.context() as without_checksums:
+    without_checksums.setattr(checkpointing, 'check_digests',
+                              lambda *args: None)
+    checkpointing.read_fully(reader, 4)  # Decodes: only the checksum sees it.
+  with pytest.raises(ValueError, match=r'^1 array\(s\) differ from the '
+                     'checksum saved with them'):
+    checkpointing.read_fully(reader, 4)
+  reader.close()
+  with caplog.at_level('WARNING'):
+    train.train_and_evaluate(_one_stage(num_train_steps=6), workdir)
+  warned = [r.getMessage() for r in caplog.records
+            if 'cannot be read' in r.getMessage()]
+  assert len(warned) == 1, warned
+  assert warned[0].startswith('Checkpoint step 4 cannot be read (ValueError: '
+                              '1 array(s) differ from the checksum')
+  assert 'resuming from step 2' in warned[0]
+  assert len(os.listdir(os.path.join(workdir, checkpointing.DAMAGED))) == 1
+  assert sorted(os.listdir(directory)) == ['4', '6']  # 4 trained again.
+
+
+def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
+  path = tmp_path / 'results.txt'
+  path.write_text('not a directory')
+  with pytest.raises(ValueError, match=rf'^--workdir {path} is a file, not a '
+                     'directory'):
+    train.train_and_evaluate(_one_stage(), str(path))
+  with pytest.raises(ValueError, match=rf'^--workdir {path}/run lies under '
+                     rf'{path}, which is a file'):
+    train.train_and_evaluate(_one_stage(), str(path / 'run'))
+  done = subprocess.run(
+      [sys.executable, '-m', 'cvqvae_jax.main', '--config=configs/default.py',
+       f'--workdir={path}'], cwd=ROOT, env=subprocess_env(),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      f'error: --workdir {path} is a file, not a directory: name a directory '
+      '(it is created if it does not exist).'), done.stderr[-2000:]
+  assert 'Traceback' not in done.stderr
+  assert path.read_text() == 'not a directory'
+
+
+def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
+  parent = tmp_path / 'read_only'
+  if os.geteuid() == 0:  # root writes anything: a read-only file system.
+    if not _mount_tmpfs(parent, '1m') or subprocess.run(
+        ['mount', '-o', 'remount,ro', str(parent)], check=False).returncode:
+      pytest.skip('cannot mount a read-only tmpfs')
+  else:
+    parent.mkdir()
+    parent.chmod(0o500)
+  try:
+    with pytest.raises(ValueError, match=rf'^--workdir {parent}/w'):
+      train.train_and_evaluate(_one_stage(), str(parent / 'w'))
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(['umount', '-l', str(parent)], check=False)

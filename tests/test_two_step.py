@@ -4,6 +4,7 @@ tokens, keeps them frozen for freeze_steps, then trains everything."""
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -168,8 +169,18 @@ def test_cli_trains_f_from_a_d_workdir(stage_one, tmp_path):
   proc = main(f'--workdir={workdir}', '--config.model.name=cgvae2',
               f'--config.init_from={stage_one}', '--config.freeze_steps=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'Two-step training: restored from' in proc.stderr
-  assert 'feature_net/head (bias, kernel)' in proc.stderr
+  switch = [l for l in proc.stderr.splitlines()
+            if 'Two-step training: restored from' in l]
+  assert len(switch) == 1, proc.stderr[-3000:]
+  assert re.search(r'step [0-9]+ \(model .[a-z0-9]+.\): [0-9]+ arrays restored, [0-9]+ '
+                   rf'initialised fresh \(the list: {workdir}/init_from.json\)'
+                   r'\.$', switch[0]), switch[0]
+  assert 'feature_net/head (bias, kernel)' not in proc.stderr  # At DEBUG.
+  with open(os.path.join(workdir, 'init_from.json')) as f:
+    record = json.load(f)
+  assert 'feature_net/head/kernel' in record['restored']
+  assert f'{len(record["restored"])} arrays restored' in switch[0]
+  assert f'{len(record["initialised"])} initialised fresh' in switch[0]
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     records = [json.loads(l) for l in f]
   assert [r['step'] for r in records if 'loss' in r] == [1, 2]
