@@ -150,15 +150,37 @@ def stage_one_config(config: ml_collections.ConfigDict
   return one
 
 
+# The mechanisms beyond the paper (docs/model.md, "Extensions"): the config
+# field that turns each on, and its name in the recipe.
+EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
+              ('objective.z_mmd', 'MMD of z across y'),
+              ('objective.swap_z_cycle', 'swap z cycle'),
+              ('objective.swap_c_cycle', 'swap c cycle'),
+              ('objective.swap_classification', 'swap classification'))
+
+
+def extensions(config: ml_collections.ConfigDict) -> list[str]:
+  """The names of the extensions that `config` turns on."""
+  def value(path):
+    node = config
+    for part in path.split('.'):
+      node = node.get(part) if hasattr(node, 'get') else None
+    return node
+  return [name for path, name in EXTENSIONS if value(path)]
+
+
 def variant(config: ml_collections.ConfigDict) -> str:
-  """The paper's letter (Table 1) and name of what `config` trains."""
+  """The paper's letter (Table 1) and name of what `config` trains, with
+  the extensions it adds ('E (CVQVAE, two-step) + swap z cycle')."""
   name = config.model.name
   two = is_stage_two(config)
   if name == 'cvqvae':
-    return 'E (CVQVAE, two-step)' if two else 'C (CVQVAE, one stage)'
-  if name == 'cgvae2':
-    return 'F (CGVAE2, two-step)' if two else 'CGVAE2 in one stage'
-  return VARIANTS.get(name, name)
+    base = 'E (CVQVAE, two-step)' if two else 'C (CVQVAE, one stage)'
+  elif name == 'cgvae2':
+    base = 'F (CGVAE2, two-step)' if two else 'CGVAE2 in one stage'
+  else:
+    base = VARIANTS.get(name, name)
+  return ' + '.join([base, *extensions(config)])
 
 
 def finished(workdir: str, num_steps: int) -> bool:

@@ -174,3 +174,12 @@ def test_label_mmd_by_hand():
   assert abs(float(independent)) < 0.02
   dependent = rng.normal(size=(64, 32)) + 2.0 * np.asarray(labels[:, :, 1])
   assert float(objectives.label_mmd(jnp.asarray(dependent), labels)) > 0.5
+
+
+def test_the_recipe_names_its_extensions():
+  from cvqvae_jax import two_step  # pylint: disable=g-import-not-at-top
+  assert two_step.variant(tiny_config()) == 'E (CVQVAE, two-step)'
+  config = tiny_config(**{'objective.z_mmd': 1.0,
+                          'objective.swap_z_cycle': 0.5})
+  assert two_step.variant(config) == ('E (CVQVAE, two-step) + MMD of z across '
+                                      'y + swap z cycle')
