@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import os
 import sys
 from typing import Any
@@ -30,6 +29,7 @@ from cvqvae_jax import config_checks
 from cvqvae_jax import evaluation
 from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
+from cvqvae_jax import objectives
 from cvqvae_jax import optim
 from cvqvae_jax import paths
 from cvqvae_jax import previews
@@ -41,10 +41,6 @@ from cvqvae_jax import xla_options
 from cvqvae_jax.data import pipeline
 from cvqvae_jax import models as models_lib
 from cvqvae_jax.models import sampling
-
-LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
-              'commitment')
-
 
 class NonFiniteLossError(FloatingPointError):
   """A loss term became NaN or Inf."""
@@ -101,20 +97,20 @@ def temperatures(step, objective) -> tuple[jax.Array, jax.Array]:
 
 
 def loss_fn(params, batch, rng, step, *, model, objective):
-  """The model's objective (its loss_terms) and its terms, logged separately.
+  """The model's objective and its terms, logged separately.
 
-  Every model defines its own loss from the output of one training pass
+  Every model defines its own terms from the output of one training pass
   (models/: CVQVAE's entropy KL and VQ terms, the Gaussian KL of CGVAE, the
-  baselines' bounds); terms of LOSS_TERMS a model does not have are 0, so
+  baselines' KLs and CCVAE's bound); objectives.complete weights them by
+  the table objectives.TERMS, and terms a model does not have are 0, so
   that every run logs the same keys.
   """
   y_t, z_t = temperatures(step, objective)
   out = model.apply({'params': params}, batch['image'], batch['label'],
                     batch['labelled'], train=True, y_temperature=y_t,
                     z_temperature=z_t, rngs={'sample': rng})
-  terms = model.loss_terms(out, batch, objective)
-  for name in LOSS_TERMS:
-    terms.setdefault(name, jnp.zeros((), jnp.float32))
+  terms = objectives.complete(model.loss_terms(out, batch, objective),
+                              objective, own_bound=model.own_bound)
   correct = jnp.argmax(out['logits_y'], -1) == batch['label']
   labelled = batch['labelled'].astype(jnp.float32)
   terms['label_accuracy'] = (jnp.sum(correct * labelled)
@@ -161,14 +157,25 @@ def _check_finite(history: list[tuple[int, dict]], manager) -> None:
   """Raises NonFiniteLossError naming the first step and term that is not
   finite; the last good checkpoint stays on disk."""
   for step, metrics in history:
-    for name in LOSS_TERMS:
-      value = float(metrics[name])
-      if not math.isfinite(value):
-        manager.wait_until_finished()
-        raise NonFiniteLossError(
-            f'Loss term {name!r} is {value} at step {step}. Training stopped; '
-            f'the last good checkpoint is step {manager.latest_step()} in '
-            f'{manager.directory}.')
+    bad = objectives.first_non_finite(metrics)
+    if bad is not None:
+      name, value = bad
+      manager.wait_until_finished()
+      raise NonFiniteLossError(
+          f'Loss term {name!r} is {value} at step {step}. Training stopped; '
+          f'the last good checkpoint is step {manager.latest_step()} in '
+          f'{manager.directory}.')
+
+
+def progress_line(prefix: str, summary: dict[str, float]) -> str:
+  """The console's line for one logged step: `prefix` (the step and its
+  rate), the loss, the terms objectives.TERMS shows and the label
+  accuracy."""
+  parts = [prefix, f"loss {summary['loss']:.4f}"]
+  parts += [f'{term.shown} {summary[name]:{term.fmt}}'
+            for name, term in objectives.TERMS.items() if term.shown]
+  parts.append(f"acc {summary['label_accuracy']:.3f}")
+  return ' | '.join(parts)
 
 
 def _write_config(workdir: str, config) -> None:
@@ -363,10 +370,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       line, last_rate = progress.line(step)
       summary['steps_per_second'] = last_rate
       writer.write(step, summary)
-      logging.info('%s | loss %.4f | recon %.4f | kl %.3g | class %.4f | '
-                   'acc %.3f', line, summary['loss'],
-                   summary['reconstruction'], summary['kl'],
-                   summary['classification'], summary['label_accuracy'])
+      logging.info('%s', progress_line(line, summary))
       history = []
     if (config.eval_every_steps and step % config.eval_every_steps == 0
         and not is_last):  # Learning curves of the held-out numbers.

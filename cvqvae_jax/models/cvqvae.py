@@ -253,10 +253,15 @@ class ConditionalVAE(nn.Module):
     return self.decoder(z_flat, y, self.features(y, c),
                         self.decoder_style(z_flat))
 
+  # Whether loss_terms returns the bound itself as 'loss' (CCVAE) instead of
+  # terms that objectives.TERMS weights and sums.
+  own_bound = False
+
   def loss_terms(self, out: dict[str, Any], batch: dict[str, jax.Array],
                  objective) -> dict[str, jax.Array]:
-    """The model's objective from the output of one training pass: a dict
-    with 'loss' (what is minimised) and its terms. train.loss_fn calls this
+    """The model's loss terms from the output of one training pass,
+    unweighted, named as the rows of objectives.TERMS (other keys are logged
+    diagnostics); objectives.complete weights them. train.loss_fn calls this
     for every model; each model defines its own (its latent and its loss)."""
     raise NotImplementedError
 
@@ -319,7 +324,6 @@ class CVQVAE(ConditionalVAE):
         out['z_e'], out['z_code'])
     terms['code_perplexity'] = metrics.code_perplexity(out['z_index'],
                                                        self.num_codes)
-    terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
 
   def encode(self, x: jax.Array, y: jax.Array):
