@@ -133,6 +133,14 @@ def complete(terms: Mapping[str, jax.Array], objective, *,
   return terms
 
 
+def model_terms(model, out: Mapping[str, Any], batch: Mapping[str, Any],
+                objective) -> dict[str, jax.Array]:
+  """complete() of model.loss_terms(out, batch, objective): the loss and
+  every logged term of one training pass `out` of `model`."""
+  return complete(model.loss_terms(out, batch, objective), objective,
+                  own_bound=model.own_bound)
+
+
 def first_non_finite(metrics: Mapping[str, Any]) -> tuple[str, float] | None:
   """(name, value) of the first of logged_terms() in `metrics` (host
   values) that is NaN or Inf, or None."""

@@ -101,7 +101,7 @@ def loss_fn(params, batch, rng, step, *, model, objective):
 
   Every model defines its own terms from the output of one training pass
   (models/: CVQVAE's entropy KL and VQ terms, the Gaussian KL of CGVAE, the
-  baselines' KLs and CCVAE's bound); objectives.complete weights them by
+  baselines' KLs and CCVAE's bound); objectives.model_terms weights them by
   the table objectives.TERMS, and terms a model does not have are 0, so
   that every run logs the same keys.
   """
@@ -109,8 +109,7 @@ def loss_fn(params, batch, rng, step, *, model, objective):
   out = model.apply({'params': params}, batch['image'], batch['label'],
                     batch['labelled'], train=True, y_temperature=y_t,
                     z_temperature=z_t, rngs={'sample': rng})
-  terms = objectives.complete(model.loss_terms(out, batch, objective),
-                              objective, own_bound=model.own_bound)
+  terms = objectives.model_terms(model, out, batch, objective)
   correct = jnp.argmax(out['logits_y'], -1) == batch['label']
   labelled = batch['labelled'].astype(jnp.float32)
   terms['label_accuracy'] = (jnp.sum(correct * labelled)

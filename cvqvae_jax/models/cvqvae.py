@@ -193,6 +193,9 @@ class ConditionalVAE(nn.Module):
   """What every model of paper 2.4 shares: C_phi (q(y|x) and c), the
   semi-supervised y, the feature combination f(y, c) and D_theta with tokens.
 
+  What the rest of the library uses of a model is declared in
+  models/contract.py (`Model`, `output_shapes`).
+
   Subclasses (CVQVAE, cgvae.CGVAE) add the latent z and its posterior; they
   must name their submodules `feature_net`, `encoder` and `decoder`, so that
   C_phi and the tokens have the same parameter paths in every model (the
