@@ -118,29 +118,6 @@ def loss_fn(params, batch, rng, step, *, model, objective):
   return terms['loss'], terms
 
 
-def init_codebook_from_data(params, batch, rng, *, model):
-  """e_k := z_e at K random latent positions of one training batch.
-
-  Every code then starts where the encoder's outputs are: with N(0, 1)
-  codes, whose norms (~4 in D = 16) dwarf the initial z_e (~0.6), every
-  position's nearest code is the same one and the codebook collapses once
-  Eq. 4 is sharp (docs/model.md). Needs B N_z^2 >= K.
-  """
-  sample_rng, pick_rng = jax.random.split(rng)
-  out = model.apply({'params': params}, batch['image'], batch['label'],
-                    batch['labelled'], train=True, rngs={'sample': sample_rng})
-  z_e = out['z_e'].reshape(-1, out['z_e'].shape[-1])
-  if z_e.shape[0] < model.num_codes:
-    raise ValueError(
-        f"codebook_init='data' needs batch_size * N_z^2 = {z_e.shape[0]} >= "
-        f'K = {model.num_codes} encoder outputs.')
-  pick = jax.random.choice(pick_rng, z_e.shape[0], (model.num_codes,),
-                           replace=False)
-  codebook = dict(params['codebook'])
-  codebook['embedding'] = z_e[pick].astype(codebook['embedding'].dtype)
-  return {**params, 'codebook': codebook}
-
-
 def train_step(state: TrainState, batch, rng, *, model, objective):
   """One Adam step on one global batch. Returns (state, metrics)."""
   rng = jax.random.fold_in(rng, state.step)
@@ -266,43 +243,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                    config.model.name, config.num_train_steps)
     if jax.process_index() == 0:
       _write_config(workdir, config)
-    if stage_one is not None and not _stage_one_done(workdir, stage_one):
-      if _train(stage_one, workdir, final=False) is None:
-        return {}
-    return _train(config, workdir, stage_one=stage_one) or {}
-
-
-def _stage_one_done(workdir: str, stage_one) -> bool:
-  """Whether `workdir`'s latest checkpoint is stage one's last step, or
-  belongs to stage two."""
-  if not epath.Path(checkpointing.checkpoint_dir(workdir)).is_dir():
-    return False
-  manager = checkpointing.create_manager(workdir, 1)
-  step, described = checkpointing.latest_description(manager)
-  manager.close()
-  if step is None:
-    return False
-  return (not _same_model(described, stage_one,
-                          pipeline.image_shape(stage_one.data))
-          or step >= stage_one.num_train_steps)
-
-
-def _same_model(described, config, image_shape) -> bool:
-  """Whether a checkpoint's description is that of `config`'s model."""
-  return not checkpointing.describe_differences(
-      described, model_description(config, image_shape))
+    if stage_one is not None:
+      step, stage, _ = two_step.latest_stage(
+          workdir, config, pipeline.image_shape(config.data))
+      # Stage one is done at its last step, or once anything else saved.
+      if (step is None or (stage == two_step.STAGE_ONE
+                           and step < stage_one.num_train_steps)):
+        if _train(stage_one, workdir, final=False) is None:
+          return {}
+    return _train(config, workdir) or {}
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, *,
-           stage_one: ml_collections.ConfigDict | None = None,
            final: bool = True) -> dict[str, float] | None:
   """One stage: trains `config`'s model to config.num_train_steps. Returns
   its held-out metrics, or None when preempted.
 
-  stage_one: the config of this run's stage one; when the workdir's latest
-  checkpoint is stage one's last, training starts from it (C_phi and the
-  tokens restored, the step count continued). final=False (a stage one):
-  no samples.png and no summary.
+  When the workdir's latest checkpoint is that of `config`'s stage one (its
+  last step), training starts from it (C_phi and the tokens restored, the
+  step count continued). final=False (a stage one): no samples.png and no
+  summary.
   """
   is_chief = jax.process_index() == 0
   setup = build(config)
@@ -312,9 +272,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   manager = checkpointing.create_manager(workdir,
                                          config.max_checkpoints_to_keep)
   description = model_description(config, image_shape)
-  latest, described = checkpointing.latest_description(manager)
-  from_stage_one = (stage_one is not None and latest is not None
-                    and _same_model(described, stage_one, image_shape))
+  latest, stage, _ = two_step.latest_stage(workdir, config, image_shape,
+                                           manager=manager)
+  from_stage_one = stage == two_step.STAGE_ONE
   if latest is not None and not from_stage_one:
     state = checkpointing.restore(manager, setup.abstract_state, train_iter,
                                   description)
@@ -327,13 +287,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       state = state.replace(params=two_step.initialise_from(
           init_from, state.params, setup.abstract_state.params,
           workdir if is_chief else None))
-    if getattr(model, 'codebook_init', None) == 'data':
+    if model.initialises_from_data:  # e.g. CVQVAE's codebook_init='data'
       first = sharding.put_batch(
           next(iter(pipeline.create_train_dataset(config))),
           setup.batch_sharding)
-      state = state.replace(params=xla_options.jit(functools.partial(
-          init_codebook_from_data, model=model))(
-              state.params, first, jax.random.fold_in(init_rng, 1)))
+      state = state.replace(params=xla_options.jit(model.init_from_batch)(
+          state.params, first, jax.random.fold_in(init_rng, 1)))
     if from_stage_one:  # One step count for both stages.
       state = state.replace(step=latest)
     state = jax.device_put(state, setup.state_sharding)

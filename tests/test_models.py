@@ -418,11 +418,10 @@ def test_data_codebook_init_puts_every_code_on_an_encoder_output(tiny_model):
   """codebook_init='data': e_k are z_e of K distinct latent positions, so
   the nearest codes of a batch are many, not the one N(0, 1) code closest to
   the small initial z_e."""
-  from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
   _, model, params, x, labels = tiny_model
+  assert model.codebook_init == 'data' and model.initialises_from_data
   batch = {'image': x, 'label': labels, 'labelled': labels >= 0}
-  new = jax.jit(functools.partial(train.init_codebook_from_data, model=model))(
-      params, batch, jax.random.key(3))
+  new = jax.jit(model.init_from_batch)(params, batch, jax.random.key(3))
   out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
                rngs={'sample': jax.random.key(4)})  # y known: no sample
   codes = np.asarray(new['codebook']['embedding'])
@@ -441,11 +440,14 @@ def test_data_codebook_init_puts_every_code_on_an_encoder_output(tiny_model):
       axis=-1).argmin(1)
   assert len(set(nearest)) > len(set(old_nearest))
   small = {k: v[:1] for k, v in batch.items()}  # 16 positions = K: enough
-  train.init_codebook_from_data(params, small, jax.random.key(3), model=model)
+  model.init_from_batch(params, small, jax.random.key(3))
   k17 = {**params, 'codebook': {'embedding': jnp.zeros((17, 4))}}
   with pytest.raises(ValueError, match='needs batch_size'):
-    train.init_codebook_from_data(k17, small, jax.random.key(3),
-                                  model=model.clone(num_codes=17))
+    model.clone(num_codes=17).init_from_batch(k17, small, jax.random.key(3))
+  # Any other init: the hook leaves every parameter as it is.
+  other = model.clone(codebook_init='normal')
+  assert not other.initialises_from_data
+  assert other.init_from_batch(params, batch, jax.random.key(3)) is params
 
 
 @pytest.mark.parametrize('name', MODEL_NAMES)
@@ -508,6 +510,9 @@ def test_every_registered_model_meets_the_contract(name):
   assert set(terms) & {'kl', 'kl_z'}  # every model has a KL of z
   assert all(t.shape == () and t.dtype == jnp.float32
              for t in terms.values())
+  initialised = jax.eval_shape(lambda p: model.init_from_batch(
+      p, batch, jax.random.key(3)), params)
+  assert shapes(initialised) == shapes(params)
   logged = jax.eval_shape(lambda o: objectives.model_terms(
       model, o, batch, config.objective), out)
   assert set(objectives.logged_terms()) <= set(logged)

@@ -1,7 +1,8 @@
 """The model contract: what the rest of the library uses of a model.
 
 train, evaluation, manipulate, two_step and api use a model only through
-`Model` below; every name of the registry (models.MODEL_NAMES) meets it
+`Model` below (two_step also through the parameter groups the models
+declare, cvqvae.TRANSFERRED); every name of the registry (models.MODEL_NAMES) meets it
 (tests/test_models.py checks each). The models here are Flax modules built
 on cvqvae.ConditionalVAE, which gives them C_phi, f(y, c) and D_theta, and
 defaults for the hooks.
@@ -60,6 +61,16 @@ class Model(Protocol):
   def posterior_codes(self, x: jax.Array, y: jax.Array) -> dict[str, Any]:
     """'most_likely', 'sample' and 'expected' z, each shaped as z_q, and
     for a categorical z the 'entropy' of q per position (B, N_z, N_z)."""
+
+  @property
+  def initialises_from_data(self) -> bool:
+    """Whether init_from_batch uses its batch (the train loop reads one
+    only then)."""
+
+  def init_from_batch(self, params: Any, batch: Mapping[str, jax.Array],
+                      rng: jax.Array) -> Any:
+    """Parameters set from one training batch before the first step
+    (CVQVAE's codebook_init='data'); a no-op by default."""
 
   def loss_terms(self, out: Mapping[str, Any], batch: Mapping[str, Any],
                  objective) -> dict[str, jax.Array]:
