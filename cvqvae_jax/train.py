@@ -1,7 +1,7 @@
 """Training: the pure, jit-compiled train step and the loop around it.
 
-Reads top to bottom as in the flax examples: create_model, create_train_state,
-loss_fn, train_step, then train_and_evaluate (evaluation lives in
+The model of a config is models.for_config; then create_train_state,
+loss_fn, train_step, build and train_and_evaluate (evaluation lives in
 evaluation.py).
 """
 
@@ -67,11 +67,6 @@ def exit_on_user_error(prefix: str = 'error'):
 
 
 TrainState = train_state.TrainState
-
-
-# The model of a config, and what its checkpoints record of it.
-create_model = models_lib.for_config
-model_description = models_lib.description
 
 
 def create_train_state(rng, *, model, tx, image_shape,
@@ -182,7 +177,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   mesh = sharding.create_mesh(config.mesh_shape, config.mesh_axes)
   sharding.check_batch_size(config.batch_size, mesh)
   image_shape = tuple(pipeline.image_shape(config.data))
-  model = create_model(config, image_shape)
+  model = models_lib.for_config(config, image_shape)
   init = functools.partial(create_train_state, model=model,
                            tx=optim.create_optimizer(config),
                            image_shape=image_shape,
@@ -271,7 +266,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   train_iter = iter(pipeline.create_train_dataset(config))
   manager = checkpointing.create_manager(workdir,
                                          config.max_checkpoints_to_keep)
-  description = model_description(config, image_shape)
+  description = models_lib.description(config, image_shape)
   latest, stage, _ = two_step.latest_stage(workdir, config, image_shape,
                                            manager=manager)
   from_stage_one = stage == two_step.STAGE_ONE
@@ -431,7 +426,7 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
   # not needed to evaluate.
   flat, source = checkpointing.restore_params(
       workdir, setup.abstract_state.params,
-      description=model_description(config, setup.image_shape))
+      description=models_lib.description(config, setup.image_shape))
   params = checkpointing.unflatten(flat)
   if mode == 'evaluate':
     results = evaluation.paper_evaluation(params, model, config, workdir,

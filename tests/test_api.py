@@ -13,6 +13,7 @@ import pytest
 
 import cvqvae_jax
 from cvqvae_jax import checkpointing
+from cvqvae_jax import models
 from cvqvae_jax import train
 
 from conftest import ROOT, subprocess_env, tiny_config
@@ -46,7 +47,7 @@ def _state_params(workdir, config):
   setup = train.build(config)
   state = checkpointing.restore(
       manager, setup.abstract_state, None,
-      train.model_description(config, setup.image_shape))
+      models.description(config, setup.image_shape))
   manager.close()
   return int(state.step), state.params
 

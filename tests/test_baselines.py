@@ -17,6 +17,7 @@ import pytest
 from conftest import tiny_config
 from cvqvae_jax import manipulate
 from cvqvae_jax import objectives
+from cvqvae_jax import models
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import baselines
@@ -29,7 +30,7 @@ OBJECTIVE = ml_collections.ConfigDict(
 def _model(name, **overrides):
   config = tiny_config(**{'model.name': name, 'stage_one.model': '',
                           **overrides})
-  return config, train.create_model(config, pipeline.image_shape(config.data))
+  return config, models.for_config(config, pipeline.image_shape(config.data))
 
 
 def _batch(labels, labelled, image_value=0.0, size=2):
@@ -236,4 +237,4 @@ def test_unknown_baseline_size_is_a_clear_error():
   with config.unlocked():
     del config.model.latent_size['jdvae']
   with pytest.raises(ValueError, match="latent_size has no S_z for 'jdvae'"):
-    train.create_model(config, pipeline.image_shape(config.data))
+    models.for_config(config, pipeline.image_shape(config.data))

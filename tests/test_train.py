@@ -15,6 +15,7 @@ from cvqvae_jax import checkpointing
 from cvqvae_jax import inception
 from cvqvae_jax import metrics
 from cvqvae_jax import objectives
+from cvqvae_jax import models
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
 
@@ -30,7 +31,7 @@ def _params(workdir, config):
   manager = checkpointing.create_manager(workdir, 2)
   setup = train.build(config)
   state = checkpointing.restore(manager, setup.abstract_state, None,
-                                train.model_description(config,
+                                models.description(config,
                                                         setup.image_shape))
   return int(state.step), state.params
 

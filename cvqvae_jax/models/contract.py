@@ -2,8 +2,8 @@
 
 train, evaluation, manipulate, two_step and api use a model only through
 `Model` below (two_step also through the parameter groups the models
-declare, cvqvae.TRANSFERRED); every name of the registry (models.MODEL_NAMES) meets it
-(tests/test_models.py checks each). The models here are Flax modules built
+declare, cvqvae.TRANSFERRED); every name of the registry
+(models.MODEL_NAMES) meets it (tests/test_models.py checks each). The models here are Flax modules built
 on cvqvae.ConditionalVAE, which gives them C_phi, f(y, c) and D_theta, and
 defaults for the hooks.
 
