@@ -142,18 +142,13 @@ def _quiet():
     logging.set_verbosity(before)
 
 
-def _differs(described, config, image_shape) -> bool:
-  return bool(checkpointing.describe_differences(
-      described, models.description(config, image_shape)))
-
-
 def load(workdir: str) -> Trained:
   """The model of `workdir`'s latest checkpoint, with the config it was
   trained with (config.json). Reads no data and no optimizer state."""
   compile_cache.enable()
   config = load_config(workdir)
   with _quiet():
-    step, described = checkpointing.read_latest_description(workdir)
+    step, stage, described = two_step.latest_stage(workdir, config)
   if step is None:
     raise FileNotFoundError(
         f'No checkpoints in {checkpointing.checkpoint_dir(workdir)}: that run '
@@ -161,14 +156,12 @@ def load(workdir: str) -> Trained:
         'checkpoint).')
   image_shape = tuple(described.get('image_shape') or
                       pipeline.image_shape(config.data))
-  if (_differs(described, config, image_shape)
-      and two_step.has_stage_one(config)):
+  if stage == two_step.STAGE_ONE:
     one = two_step.stage_one_config(config)
-    if not _differs(described, one, image_shape):
-      logging.warning('%s holds only stage one (%s) so far, at step %d: '
-                      'loading that model.', workdir, two_step.variant(one),
-                      step)
-      config = one
+    logging.warning('%s holds only stage one (%s) so far, at step %d: '
+                    'loading that model.', workdir, two_step.variant(one),
+                    step)
+    config = one
   model = models.for_config(config, image_shape)
   x = jax.ShapeDtypeStruct((1, *image_shape), np.float32)
   labels = jax.ShapeDtypeStruct((1, len(config.data.labels)), np.int32)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import ml_collections
 
+from cvqvae_jax import objectives
 from cvqvae_jax.models.layers import DTYPES
 from cvqvae_jax.optim import LR_SCHEDULES
 # Models that train without any label, for which data.supervision_rate may
@@ -123,10 +124,9 @@ RANGES: tuple[tuple[str, tuple[str, Callable[[Any], bool]]], ...] = (
     ('model.num_features', _at_least(1)),
     ('model.distance_scale', _positive()),
     ('model.codebook_init_scale', _positive()),
-    ('objective.beta', _non_negative()),
-    ('objective.alpha', _non_negative()),
-    ('objective.commitment', _non_negative()),
-    ('objective.beta_features', _non_negative()),
+    # The weight of every loss term (objectives.TERMS).
+    *((f'objective.{field}', _non_negative())
+      for field in objectives.weight_fields()),
     ('objective.y_temperature_start', _positive()),
     ('objective.y_temperature_end', _positive()),
     ('objective.y_temperature_anneal_steps', _at_least(0)),

@@ -10,12 +10,17 @@ beta), plus the three terms paper 2.3 adds:
         + ||sg[z_e] - z_q||^2                          codebook term [18]
         + commitment * ||z_e - sg[z_q]||^2             commitment term [18]
 
-`shared_terms` gives the terms every model has (the squared error and the
-classification term), `weighted_loss` the sum above. The KL depends on the
-latent, so each model computes its own from the functions below and returns
-all its terms from `loss_terms` (models/): CVQVAE the entropy KL of Eq. 4's
-categorical posterior (`categorical_kl_loss`) and the VQ terms
-(`codebook_losses`); the Gaussian-latent models the closed-form Gaussian KL.
+A model's `loss_terms` (models/) returns its terms unweighted: the ones every
+model has from `shared_terms` (the squared error and the classification term),
+its KL (CVQVAE the entropy KL of Eq. 4's categorical posterior,
+`categorical_kl_loss`; the Gaussian-latent models the closed-form Gaussian
+KL) and, for a codebook, the VQ terms (`codebook_losses`). TERMS below is the
+one table of their weights; `complete` forms L as their weighted sum, the
+logged terms and the list the train loop checks for NaN and Inf. A model
+whose bound is not a weighted sum of scalar terms (CCVAE's per-example
+weights) sets `own_bound = True` and returns 'loss' itself. Adding a term is
+one function (its value, returned by a model's loss_terms) and one row of
+TERMS.
 
 Reductions follow the authors' JDVAE code (docs/model.md, "Objective"): the
 squared error is averaged over every pixel and channel, the KL is summed over
@@ -26,6 +31,7 @@ codebook/commitment terms are element means.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping
 
@@ -33,27 +39,126 @@ import jax
 import jax.numpy as jnp
 
 
-def weighted_loss(terms: Mapping[str, jax.Array], objective) -> jax.Array:
-  """L above from its terms: 'reconstruction', 'kl', 'classification' and,
-  for a codebook, 'codebook' and 'commitment' (absent terms count 0).
+@dataclasses.dataclass(frozen=True)
+class Term:
+  """One row of TERMS.
 
-  objective: config.objective (beta, alpha, commitment).
+  weight: the name of a field of config.objective, or a fixed number.
+  shown: its name on the console's progress line ('' for none); fmt: the
+  format of its value there.
   """
-  zero = jnp.zeros((), jnp.float32)
-  return (terms['reconstruction'] + objective.beta * terms['kl']
-          + objective.alpha * terms['classification']
-          + terms.get('codebook', zero)
-          + objective.commitment * terms.get('commitment', zero)
-          + terms.get('z_adversary', zero)
-          + objective.get('z_invariance', 0.0) * terms.get('z_invariance',
-                                                           zero)
-          + objective.get('swap_z_cycle', 0.0) * terms.get('swap_z_cycle',
-                                                           zero)
-          + objective.get('swap_c_cycle', 0.0) * terms.get('swap_c_cycle',
-                                                           zero)
-          + objective.get('swap_classification', 0.0) * terms.get(
-              'swap_classification', zero)
-          + objective.get('z_mmd', 0.0) * terms.get('z_mmd', zero))
+  weight: str | float
+  shown: str = ''
+  fmt: str = '.4f'
+
+
+# Every loss term, in the order L sums them, and its weight. A run logs every
+# row (0 where its model lacks the term), so that metrics.jsonl has the same
+# keys for every model.
+TERMS: dict[str, Term] = {
+    'reconstruction': Term(1.0, 'recon'),
+    'kl': Term('beta', 'kl', '.3g'),           # KL of z (CVQVAE, CGVAE)
+    'kl_z': Term('beta'),                      # the baselines' KL of z
+    'classification': Term('alpha', 'class'),
+    'codebook': Term(1.0),
+    'commitment': Term('commitment'),
+    'kl_y': Term('beta'),                      # M2, CCVAE: KL(q(y|.) || U)
+    'kl_c': Term('beta_features'),             # JDVAE's KL of c (CCVAE: z_c)
+    # Beyond the paper (docs/model.md, "Extensions"); their weights are 0
+    # unless a config turns them on. The adversary's own fit is weighted 1:
+    # it trains only the adversary.
+    'z_adversary': Term(1.0),
+    'z_invariance': Term('z_invariance'),
+    'z_mmd': Term('z_mmd'),
+    'swap_z_cycle': Term('swap_z_cycle'),
+    'swap_c_cycle': Term('swap_c_cycle'),
+    'swap_classification': Term('swap_classification'),
+}
+# Logged sums, not weighted: a model whose KL is in parts (the baselines)
+# logs their sum as 'kl' (each part is weighted by its own row).
+TOTALS: dict[str, tuple[str, ...]] = {'kl': ('kl_c', 'kl_z', 'kl_y')}
+
+
+def weight(name: str, objective) -> float:
+  """The weight of term `name` (a row of TERMS) under config.objective."""
+  spec = TERMS[name].weight
+  return getattr(objective, spec) if isinstance(spec, str) else spec
+
+
+def weight_fields() -> tuple[str, ...]:
+  """The config.objective fields that weight a term, each once."""
+  return tuple(dict.fromkeys(t.weight for t in TERMS.values()
+                             if isinstance(t.weight, str)))
+
+
+def weighted_loss(terms: Mapping[str, jax.Array], objective) -> jax.Array:
+  """L above: sum over the rows of TERMS present in `terms` of weight *
+  term (absent terms count 0; keys that are not rows are not weighted).
+
+  objective: config.objective (beta, alpha, commitment, beta_features).
+  """
+  total = None
+  for name in TERMS:
+    if name not in terms:
+      continue
+    fixed_one = TERMS[name].weight == 1  # a fixed 1: the term itself
+    value = terms[name] if fixed_one else weight(name, objective) * terms[name]
+    total = value if total is None else total + value
+  if total is None:
+    raise ValueError(f'No loss term of {tuple(TERMS)} in {tuple(terms)}.')
+  return total
+
+
+def logged_terms() -> tuple[str, ...]:
+  """The keys every run logs and checks for NaN and Inf: 'loss' and every
+  row of TERMS."""
+  return ('loss', *TERMS)
+
+
+def complete(terms: Mapping[str, jax.Array], objective, *,
+             own_bound: bool = False) -> dict[str, jax.Array]:
+  """A model's terms (its loss_terms) with 'loss', the TOTALS and 0 for
+  every row of TERMS it lacks: what a train step logs.
+
+  own_bound: the model's bound is not the weighted sum (CCVAE): its terms
+  hold 'loss'. Otherwise 'loss' is weighted_loss(terms).
+  """
+  terms = dict(terms)
+  if own_bound != ('loss' in terms):
+    raise ValueError(
+        "A model with own_bound returns 'loss' from loss_terms, and only "
+        f'such a model does (own_bound={own_bound}, terms {tuple(terms)}).')
+  if not own_bound:
+    terms['loss'] = weighted_loss(terms, objective)
+  for name, parts in TOTALS.items():
+    if name not in terms and any(p in terms for p in parts):
+      present = [terms[p] for p in parts if p in terms]
+      total = present[0]
+      for value in present[1:]:
+        total = total + value
+      terms[name] = total
+  for name in TERMS:
+    terms.setdefault(name, jnp.zeros((), jnp.float32))
+  return terms
+
+
+def model_terms(model, out: Mapping[str, Any], batch: Mapping[str, Any],
+                objective) -> dict[str, jax.Array]:
+  """complete() of model.loss_terms(out, batch, objective): the loss and
+  every logged term of one training pass `out` of `model`."""
+  return complete(model.loss_terms(out, batch, objective), objective,
+                  own_bound=model.own_bound)
+
+
+def first_non_finite(metrics: Mapping[str, Any]) -> tuple[str, float] | None:
+  """(name, value) of the first of logged_terms() in `metrics` (host
+  values) that is NaN or Inf, or None."""
+  for name in logged_terms():
+    if name in metrics:
+      value = float(metrics[name])
+      if not math.isfinite(value):
+        return name, value
+  return None
 
 
 def shared_terms(batch: Mapping[str, jax.Array],

@@ -1,7 +1,7 @@
 """Training: the pure, jit-compiled train step and the loop around it.
 
-Reads top to bottom as in the flax examples: create_model, create_train_state,
-loss_fn, train_step, then train_and_evaluate (evaluation lives in
+The model of a config is models.for_config; then create_train_state,
+loss_fn, train_step, build and train_and_evaluate (evaluation lives in
 evaluation.py).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from cvqvae_jax import config_checks
 from cvqvae_jax import evaluation
 from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
+from cvqvae_jax import objectives
 from cvqvae_jax import optim
 from cvqvae_jax import paths
 from cvqvae_jax import previews
@@ -42,10 +42,6 @@ from cvqvae_jax import xla_options
 from cvqvae_jax.data import pipeline
 from cvqvae_jax import models as models_lib
 from cvqvae_jax.models import sampling
-
-LOSS_TERMS = ('loss', 'reconstruction', 'kl', 'classification', 'codebook',
-              'commitment')
-
 
 TRAIN, COMPILE, EVAL = profiling.WallTime.PHASES
 
@@ -78,11 +74,6 @@ def exit_on_user_error(prefix: str = 'error'):
 TrainState = train_state.TrainState
 
 
-# The model of a config, and what its checkpoints record of it.
-create_model = models_lib.for_config
-model_description = models_lib.description
-
-
 def create_train_state(rng, *, model, tx, image_shape,
                        num_labels: int) -> TrainState:
   x = jnp.zeros((1, *image_shape), jnp.float32)
@@ -106,49 +97,25 @@ def temperatures(step, objective) -> tuple[jax.Array, jax.Array]:
 
 
 def loss_fn(params, batch, rng, step, *, model, objective):
-  """The model's objective (its loss_terms) and its terms, logged separately.
+  """The model's objective and its terms, logged separately.
 
-  Every model defines its own loss from the output of one training pass
+  Every model defines its own terms from the output of one training pass
   (models/: CVQVAE's entropy KL and VQ terms, the Gaussian KL of CGVAE, the
-  baselines' bounds); terms of LOSS_TERMS a model does not have are 0, so
+  baselines' KLs and CCVAE's bound); objectives.model_terms weights them by
+  the table objectives.TERMS, and terms a model does not have are 0, so
   that every run logs the same keys.
   """
   y_t, z_t = temperatures(step, objective)
   out = model.apply({'params': params}, batch['image'], batch['label'],
                     batch['labelled'], train=True, y_temperature=y_t,
                     z_temperature=z_t, rngs={'sample': rng})
-  terms = model.loss_terms(out, batch, objective)
-  for name in LOSS_TERMS:
-    terms.setdefault(name, jnp.zeros((), jnp.float32))
+  terms = objectives.model_terms(model, out, batch, objective)
   correct = jnp.argmax(out['logits_y'], -1) == batch['label']
   labelled = batch['labelled'].astype(jnp.float32)
   terms['label_accuracy'] = (jnp.sum(correct * labelled)
                              / jnp.maximum(labelled.sum(), 1.0))
   terms['y_temperature'] = y_t
   return terms['loss'], terms
-
-
-def init_codebook_from_data(params, batch, rng, *, model):
-  """e_k := z_e at K random latent positions of one training batch.
-
-  Every code then starts where the encoder's outputs are: with N(0, 1)
-  codes, whose norms (~4 in D = 16) dwarf the initial z_e (~0.6), every
-  position's nearest code is the same one and the codebook collapses once
-  Eq. 4 is sharp (docs/model.md). Needs B N_z^2 >= K.
-  """
-  sample_rng, pick_rng = jax.random.split(rng)
-  out = model.apply({'params': params}, batch['image'], batch['label'],
-                    batch['labelled'], train=True, rngs={'sample': sample_rng})
-  z_e = out['z_e'].reshape(-1, out['z_e'].shape[-1])
-  if z_e.shape[0] < model.num_codes:
-    raise ValueError(
-        f"codebook_init='data' needs batch_size * N_z^2 = {z_e.shape[0]} >= "
-        f'K = {model.num_codes} encoder outputs.')
-  pick = jax.random.choice(pick_rng, z_e.shape[0], (model.num_codes,),
-                           replace=False)
-  codebook = dict(params['codebook'])
-  codebook['embedding'] = z_e[pick].astype(codebook['embedding'].dtype)
-  return {**params, 'codebook': codebook}
 
 
 def train_step(state: TrainState, batch, rng, *, model, objective):
@@ -166,14 +133,25 @@ def _check_finite(history: list[tuple[int, dict]], manager) -> None:
   """Raises NonFiniteLossError naming the first step and term that is not
   finite; the last good checkpoint stays on disk."""
   for step, metrics in history:
-    for name in LOSS_TERMS:
-      value = float(metrics[name])
-      if not math.isfinite(value):
-        manager.wait_until_finished()
-        raise NonFiniteLossError(
-            f'Loss term {name!r} is {value} at step {step}. Training stopped; '
-            f'the last good checkpoint is step {manager.latest_step()} in '
-            f'{manager.directory}.')
+    bad = objectives.first_non_finite(metrics)
+    if bad is not None:
+      name, value = bad
+      manager.wait_until_finished()
+      raise NonFiniteLossError(
+          f'Loss term {name!r} is {value} at step {step}. Training stopped; '
+          f'the last good checkpoint is step {manager.latest_step()} in '
+          f'{manager.directory}.')
+
+
+def progress_line(prefix: str, summary: dict[str, float]) -> str:
+  """The console's line for one logged step: `prefix` (the step and its
+  rate), the loss, the terms objectives.TERMS shows and the label
+  accuracy."""
+  parts = [prefix, f"loss {summary['loss']:.4f}"]
+  parts += [f'{term.shown} {summary[name]:{term.fmt}}'
+            for name, term in objectives.TERMS.items() if term.shown]
+  parts.append(f"acc {summary['label_accuracy']:.3f}")
+  return ' | '.join(parts)
 
 
 def _write_config(workdir: str, config) -> None:
@@ -204,7 +182,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   mesh = sharding.create_mesh(config.mesh_shape, config.mesh_axes)
   sharding.check_batch_size(config.batch_size, mesh)
   image_shape = tuple(pipeline.image_shape(config.data))
-  model = create_model(config, image_shape)
+  model = models_lib.for_config(config, image_shape)
   init = functools.partial(create_train_state, model=model,
                            tx=optim.create_optimizer(config),
                            image_shape=image_shape,
@@ -266,43 +244,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                    config.model.name, config.num_train_steps)
     if jax.process_index() == 0:
       _write_config(workdir, config)
-    if stage_one is not None and not _stage_one_done(workdir, stage_one):
-      if _train(stage_one, workdir, final=False) is None:
-        return {}
-    return _train(config, workdir, stage_one=stage_one) or {}
-
-
-def _stage_one_done(workdir: str, stage_one) -> bool:
-  """Whether `workdir`'s latest checkpoint is stage one's last step, or
-  belongs to stage two."""
-  if not epath.Path(checkpointing.checkpoint_dir(workdir)).is_dir():
-    return False
-  manager = checkpointing.create_manager(workdir, 1)
-  step, described = checkpointing.latest_description(manager)
-  manager.close()
-  if step is None:
-    return False
-  return (not _same_model(described, stage_one,
-                          pipeline.image_shape(stage_one.data))
-          or step >= stage_one.num_train_steps)
-
-
-def _same_model(described, config, image_shape) -> bool:
-  """Whether a checkpoint's description is that of `config`'s model."""
-  return not checkpointing.describe_differences(
-      described, model_description(config, image_shape))
+    if stage_one is not None:
+      step, stage, _ = two_step.latest_stage(
+          workdir, config, pipeline.image_shape(config.data))
+      # Stage one is done at its last step, or once anything else saved.
+      if (step is None or (stage == two_step.STAGE_ONE
+                           and step < stage_one.num_train_steps)):
+        if _train(stage_one, workdir, final=False) is None:
+          return {}
+    return _train(config, workdir) or {}
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, *,
-           stage_one: ml_collections.ConfigDict | None = None,
            final: bool = True) -> dict[str, float] | None:
   """One stage: trains `config`'s model to config.num_train_steps. Returns
   its held-out metrics, or None when preempted.
 
-  stage_one: the config of this run's stage one; when the workdir's latest
-  checkpoint is stage one's last, training starts from it (C_phi and the
-  tokens restored, the step count continued). final=False (a stage one):
-  no samples.png and no summary.
+  When the workdir's latest checkpoint is that of `config`'s stage one (its
+  last step), training starts from it (C_phi and the tokens restored, the
+  step count continued). final=False (a stage one): no samples.png and no
+  summary.
   """
   is_chief = jax.process_index() == 0
   started = time.perf_counter()
@@ -312,10 +273,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   train_iter = iter(pipeline.create_train_dataset(config))
   manager = checkpointing.create_manager(workdir,
                                          config.max_checkpoints_to_keep)
-  description = model_description(config, image_shape)
-  latest, described = checkpointing.latest_description(manager)
-  from_stage_one = (stage_one is not None and latest is not None
-                    and _same_model(described, stage_one, image_shape))
+  description = models_lib.description(config, image_shape)
+  latest, stage, _ = two_step.latest_stage(workdir, config, image_shape,
+                                           manager=manager)
+  from_stage_one = stage == two_step.STAGE_ONE
   if latest is not None and not from_stage_one:
     state = checkpointing.restore(manager, setup.abstract_state, train_iter,
                                   description)
@@ -328,13 +289,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       state = state.replace(params=two_step.initialise_from(
           init_from, state.params, setup.abstract_state.params,
           workdir if is_chief else None))
-    if getattr(model, 'codebook_init', None) == 'data':
+    if model.initialises_from_data:  # e.g. CVQVAE's codebook_init='data'
       first = sharding.put_batch(
           next(iter(pipeline.create_train_dataset(config))),
           setup.batch_sharding)
-      state = state.replace(params=xla_options.jit(functools.partial(
-          init_codebook_from_data, model=model))(
-              state.params, first, jax.random.fold_in(init_rng, 1)))
+      state = state.replace(params=xla_options.jit(model.init_from_batch)(
+          state.params, first, jax.random.fold_in(init_rng, 1)))
     if from_stage_one:  # One step count for both stages.
       state = state.replace(step=latest)
     state = jax.device_put(state, setup.state_sharding)
@@ -381,10 +341,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       line, last_rate = progress.line(step)
       summary['steps_per_second'] = last_rate
       writer.write(step, summary)
-      logging.info('%s | loss %.4f | recon %.4f | kl %.3g | class %.4f | '
-                   'acc %.3f', line, summary['loss'],
-                   summary['reconstruction'], summary['kl'],
-                   summary['classification'], summary['label_accuracy'])
+      logging.info('%s', progress_line(line, summary))
       history = []
     if (config.eval_every_steps and step % config.eval_every_steps == 0
         and not is_last):  # Learning curves of the held-out numbers.
@@ -501,7 +458,7 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
   # not needed to evaluate.
   flat, source = checkpointing.restore_params(
       workdir, setup.abstract_state.params,
-      description=model_description(config, setup.image_shape))
+      description=models_lib.description(config, setup.image_shape))
   params = checkpointing.unflatten(flat)
   if mode == 'evaluate':
     results = evaluation.paper_evaluation(params, model, config, workdir,

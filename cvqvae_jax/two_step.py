@@ -6,10 +6,11 @@ Stage one is a CGVAE (approach D); stage two a CVQVAE (E) or a CGVAE2 (F).
 trains stage one for stage_one.share of num_train_steps, then the model
 itself for the rest, in one workdir with one step count. `config.init_from`
 instead names the workdir of a stage one trained elsewhere.
-Every model names C_phi `feature_net` and its tokens `tokens_i` /
-`scalar_tokens` (models/cvqvae.py), so the same parameter paths exist in
-both stages. `config.init_from` names the stage-one workdir; the rest of the
-stage-two parameters start from their usual initialisation.
+What moves are the parameter groups the models declare
+(models/cvqvae.TRANSFERRED: C_phi and the label tokens), which have the same
+paths in both stages; the rest of the stage-two parameters start from their
+usual initialisation. `latest_stage` answers which stage a workdir's latest
+checkpoint is in (for train, api and scripts).
 
 The freeze is part of the optimizer (optim.create_optimizer), not a branch
 in the train step: param_labels() marks the transferred parameters, which
@@ -18,8 +19,9 @@ get an Adam that is masked for its first `freeze_steps` updates.
 
 from __future__ import annotations
 
+import fnmatch
 import json
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 from absl import logging
 from etils import epath
@@ -28,17 +30,25 @@ import ml_collections
 
 from cvqvae_jax import checkpointing
 from cvqvae_jax import paths
+from cvqvae_jax import models
+from cvqvae_jax.data import pipeline
+from cvqvae_jax.models import cvqvae
 
 TRANSFERRED, TRAINED = 'transferred', 'trained'
 INIT_RECORD = 'init_from.json'
+# What a workdir's latest checkpoint holds, for a config (latest_stage): the
+# config's own model, its stage one's, or another model's.
+MODEL, STAGE_ONE, OTHER = 'model', 'stage one', 'other'
 
 
 def is_transferred(path: str) -> bool:
-  """True for C_phi and the label tokens: 'feature_net/...', '.../tokens_i/...',
+  """True for a parameter of the groups two-step training moves
+  (models/cvqvae.TRANSFERRED): a module of `path` ('a/b/leaf') matches one
+  of them, e.g. 'feature_net/...', '.../tokens_i/...',
   'decoder/scalar_tokens/...'."""
-  parts = path.split('/')
-  return parts[0] == 'feature_net' or any(
-      p.startswith('tokens_') or p == 'scalar_tokens' for p in parts[:-1])
+  modules = path.split('/')[:-1]
+  return any(fnmatch.fnmatchcase(m, pattern) for m in modules
+             for pattern in cvqvae.TRANSFERRED)
 
 
 def param_labels(params) -> Any:
@@ -181,6 +191,46 @@ def variant(config: ml_collections.ConfigDict) -> str:
   else:
     base = VARIANTS.get(name, name)
   return ' + '.join([base, *extensions(config)])
+
+
+class Latest(NamedTuple):
+  """A workdir's latest readable checkpoint: its step, its stage (MODEL,
+  STAGE_ONE or OTHER) and its model description; all None without one."""
+  step: int | None
+  stage: str | None
+  description: dict[str, Any] | None
+
+
+def latest_stage(workdir: str, config: ml_collections.ConfigDict,
+                 image_shape: Sequence[int] | None = None, *,
+                 manager=None) -> Latest:
+  """Which stage `workdir`'s latest readable checkpoint is in for `config`:
+  MODEL when it holds config's model, STAGE_ONE when it holds the model of
+  config's stage one (has_stage_one), else OTHER (restoring it names every
+  difference).
+
+  image_shape: the images' (S, S, C); default the checkpoint's own (the
+  config's when it has none). manager: an open checkpoint manager of the
+  workdir to read with; default a read-only one.
+  """
+  if manager is None:
+    step, described = checkpointing.read_latest_description(workdir)
+  else:
+    step, described = checkpointing.latest_description(manager)
+  if step is None:
+    return Latest(None, None, None)
+  if image_shape is None:
+    image_shape = (described.get('image_shape')
+                   or pipeline.image_shape(config.data))
+
+  def holds(one: ml_collections.ConfigDict) -> bool:
+    return not checkpointing.describe_differences(
+        described, models.description(one, image_shape))
+  if holds(config):
+    return Latest(step, MODEL, described)
+  if has_stage_one(config) and holds(stage_one_config(config)):
+    return Latest(step, STAGE_ONE, described)
+  return Latest(step, OTHER, described)
 
 
 def finished(workdir: str, num_steps: int) -> bool:

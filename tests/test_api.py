@@ -13,6 +13,7 @@ import pytest
 
 import cvqvae_jax
 from cvqvae_jax import checkpointing
+from cvqvae_jax import models
 from cvqvae_jax import train
 
 from conftest import ROOT, subprocess_env, tiny_config
@@ -46,7 +47,7 @@ def _state_params(workdir, config):
   setup = train.build(config)
   state = checkpointing.restore(
       manager, setup.abstract_state, None,
-      train.model_description(config, setup.image_shape))
+      models.description(config, setup.image_shape))
   manager.close()
   return int(state.step), state.params
 
@@ -103,6 +104,14 @@ def test_load_of_a_run_still_in_stage_one_gives_stage_one(tmp_path):
   train._train(one, str(tmp_path), final=False)  # pylint: disable=protected-access
   m = cvqvae_jax.load(str(tmp_path))
   assert m.config.model.name == 'cgvae' and m.step == one.num_train_steps
+  # The one answer to "which stage is this checkpoint in", for each config.
+  stage = lambda c: train.two_step.latest_stage(str(tmp_path), c)[:2]
+  assert stage(config) == (one.num_train_steps, train.two_step.STAGE_ONE)
+  assert stage(one) == (one.num_train_steps, train.two_step.MODEL)
+  assert stage(tiny_config(**{'model.name': 'vq_argmin'})) == (
+      one.num_train_steps, train.two_step.OTHER)
+  assert train.two_step.latest_stage(str(tmp_path / 'none'), config) == (
+      None, None, None)
 
 
 def test_load_without_a_run_names_the_problem(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 from conftest import tiny_config
 from cvqvae_jax import manipulate
 from cvqvae_jax import objectives
+from cvqvae_jax import models
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import baselines
@@ -29,7 +30,7 @@ OBJECTIVE = ml_collections.ConfigDict(
 def _model(name, **overrides):
   config = tiny_config(**{'model.name': name, 'stage_one.model': '',
                           **overrides})
-  return config, train.create_model(config, pipeline.image_shape(config.data))
+  return config, models.for_config(config, pipeline.image_shape(config.data))
 
 
 def _batch(labels, labelled, image_value=0.0, size=2):
@@ -66,7 +67,7 @@ def test_m2_adds_the_label_kl_of_unlabelled_examples_only():
   out = {'logits_y': logits, 'x_hat': jnp.zeros((3, 2, 2, 1)),
          'z_mean': jnp.ones((3, 2)), 'z_log_var': jnp.zeros((3, 2))}
   batch = _batch([[0], [0], [1]], [[False], [True], [False]])
-  terms = model.loss_terms(out, batch, OBJECTIVE)
+  terms = objectives.model_terms(model, out, batch, OBJECTIVE)
   np.testing.assert_allclose(terms['kl_y'], math.log(2) / 3, rtol=1e-5)
   np.testing.assert_allclose(terms['kl_z'], 1.0, rtol=1e-6)  # 2 x 1/2
   np.testing.assert_allclose(terms['kl'], 1.0 + math.log(2) / 3, rtol=1e-5)
@@ -88,8 +89,8 @@ def test_jdvae_feature_kl_uses_the_prior_of_the_label():
          'z_mean': jnp.zeros((1, 4)), 'z_log_var': jnp.zeros((1, 4)),
          'y': y, 'c_mean': (jnp.ones((1, 3)), jnp.zeros((1, 6))),
          'c_log_var': (jnp.zeros((1, 3)), jnp.zeros((1, 6)))}
-  terms = model.loss_terms(out, _batch([[1, 1]], [[False, False]]),
-                           OBJECTIVE)
+  terms = objectives.model_terms(
+      model, out, _batch([[1, 1]], [[False, False]]), OBJECTIVE)
   # Label 0: 3 x KL(N(1, 1) || N(0, 1)) = 1.5; label 1: 3 x KL(N(0, 1) ||
   # N(0, 0.01)) + 0.
   expected = 1.5 + 3 * 0.5 * (null + 1 / 0.01 - 1)
@@ -116,7 +117,8 @@ def test_ccvae_weight_and_bound_on_a_hand_checkable_case():
          'x_hat': jnp.full((1, 2, 2, 1), 0.5),
          'c_mean': (zeros,), 'c_log_var': (zeros,), 'prior_mean': (zeros,),
          'prior_log_var': (zeros,), 'z_mean': zeros, 'z_log_var': zeros}
-  terms = model.loss_terms(out, _batch([[1]], [[True]]), OBJECTIVE)
+  terms = objectives.model_terms(model, out, _batch([[1]], [[True]]),
+                                 OBJECTIVE)
   np.testing.assert_allclose(terms['ccvae_weight'], 1.5, rtol=1e-5)
   # w (mse + beta (0 - log q(y|z_c))) + alpha (-log q(y|x)).
   expected = 1.5 * (0.25 - 0.5 * math.log(0.9)) - 2.0 * math.log(0.6)
@@ -124,7 +126,8 @@ def test_ccvae_weight_and_bound_on_a_hand_checkable_case():
   np.testing.assert_allclose(terms['classification'], -math.log(0.6),
                              rtol=1e-5)
   # Unlabelled: weight 1, and KL(q(y|z_c) || U) instead of log q(y|z_c).
-  terms = model.loss_terms(out, _batch([[1]], [[False]]), OBJECTIVE)
+  terms = objectives.model_terms(model, out, _batch([[1]], [[False]]),
+                                 OBJECTIVE)
   kl_y = math.log(2) + 0.9 * math.log(0.9) + 0.1 * math.log(0.1)
   np.testing.assert_allclose(terms['kl_y'], kl_y, rtol=1e-5)
   np.testing.assert_allclose(terms['loss'], 0.25 + 0.5 * kl_y, rtol=1e-5)
@@ -172,7 +175,7 @@ def test_training_steps_are_finite_and_lower_the_loss(trained_baselines,
                                                       name):
   _, _, _, history = trained_baselines[name]
   for metrics in history:
-    for key in train.LOSS_TERMS:  # The schema of metrics.jsonl.
+    for key in objectives.logged_terms():  # The schema of metrics.jsonl.
       assert np.isfinite(float(metrics[key])), (name, key)
   first = np.mean([float(m['reconstruction']) for m in history[:10]])
   last = np.mean([float(m['reconstruction']) for m in history[-10:]])
@@ -234,4 +237,4 @@ def test_unknown_baseline_size_is_a_clear_error():
   with config.unlocked():
     del config.model.latent_size['jdvae']
   with pytest.raises(ValueError, match="latent_size has no S_z for 'jdvae'"):
-    train.create_model(config, pipeline.image_shape(config.data))
+    models.for_config(config, pipeline.image_shape(config.data))

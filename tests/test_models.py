@@ -9,6 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cvqvae_jax import objectives
+from cvqvae_jax.models import MODEL_NAMES
+from cvqvae_jax.models import contract
 from cvqvae_jax.models import cvqvae
 from cvqvae_jax.models import layers
 from cvqvae_jax.models import create_model
@@ -415,11 +418,10 @@ def test_data_codebook_init_puts_every_code_on_an_encoder_output(tiny_model):
   """codebook_init='data': e_k are z_e of K distinct latent positions, so
   the nearest codes of a batch are many, not the one N(0, 1) code closest to
   the small initial z_e."""
-  from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
   _, model, params, x, labels = tiny_model
+  assert model.codebook_init == 'data' and model.initialises_from_data
   batch = {'image': x, 'label': labels, 'labelled': labels >= 0}
-  new = jax.jit(functools.partial(train.init_codebook_from_data, model=model))(
-      params, batch, jax.random.key(3))
+  new = jax.jit(model.init_from_batch)(params, batch, jax.random.key(3))
   out = _apply(model, {'params': params}, x, labels, labels >= 0, train=True,
                rngs={'sample': jax.random.key(4)})  # y known: no sample
   codes = np.asarray(new['codebook']['embedding'])
@@ -438,8 +440,79 @@ def test_data_codebook_init_puts_every_code_on_an_encoder_output(tiny_model):
       axis=-1).argmin(1)
   assert len(set(nearest)) > len(set(old_nearest))
   small = {k: v[:1] for k, v in batch.items()}  # 16 positions = K: enough
-  train.init_codebook_from_data(params, small, jax.random.key(3), model=model)
+  model.init_from_batch(params, small, jax.random.key(3))
   k17 = {**params, 'codebook': {'embedding': jnp.zeros((17, 4))}}
   with pytest.raises(ValueError, match='needs batch_size'):
-    train.init_codebook_from_data(k17, small, jax.random.key(3),
-                                  model=model.clone(num_codes=17))
+    model.clone(num_codes=17).init_from_batch(k17, small, jax.random.key(3))
+  # Any other init: the hook leaves every parameter as it is.
+  other = model.clone(codebook_init='normal')
+  assert not other.initialises_from_data
+  assert other.init_from_batch(params, batch, jax.random.key(3)) is params
+
+
+@pytest.mark.parametrize('name', MODEL_NAMES)
+def test_every_registered_model_meets_the_contract(name):
+  """models/contract.py: the methods, the outputs of one pass and their
+  shapes, for every name of the registry (shapes only: nothing compiles)."""
+  config = tiny_config(**{'model.name': name})
+  config.model.latent_size = {k: 6 for k in config.model.latent_size}
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=KINDS)
+  assert isinstance(model, contract.Model)
+  assert model.latent in contract.LATENTS
+  b = 3
+  x = jnp.zeros((b, 16, 16, 3))
+  labels = jnp.zeros((b, 2), jnp.int32)
+  rngs = {'params': jax.random.key(0), 'sample': jax.random.key(1)}
+  params = jax.eval_shape(lambda: model.init(rngs, x, labels, labels > 0,
+                                             train=True))['params']
+  expected = contract.output_shapes(model, b)
+  if model.latent == 'categorical':
+    assert expected['z_q'] == (b, 4, 4, 4)
+  else:
+    assert expected['z_q'] == (b, 6)
+  sizes = {'presence': 3, 'both': 6} if model.use_features else {
+      'presence': 0, 'both': 0}
+  assert expected['c'] == tuple((b, sizes[k]) for k in KINDS)
+
+  def shapes(tree):
+    return jax.tree.map(lambda a: a.shape, tree)
+
+  def apply(*args, **kwargs):
+    return jax.eval_shape(lambda p, *a: model.apply(
+        {'params': p}, *a, rngs={'sample': jax.random.key(2)}, **kwargs),
+                          params, *args)
+
+  for train in (True, False):
+    out = apply(x, labels, labels > 0, train=train)
+    assert {k: shapes(out[k]) for k in expected} == expected, train
+  logits, c = apply(x, method='classify')
+  assert (logits.shape, shapes(tuple(c))) == (expected['logits_y'],
+                                             expected['c'])
+  y = jnp.zeros((b, 2, 2))
+  index, z = apply(x, y, method='encode')
+  assert z.shape == expected['z_q']
+  assert (index is None) == (model.latent == 'gaussian')
+  if index is not None:
+    assert index.shape == (b, 4, 4)
+  assert apply(z, y, c, method='decode').shape == expected['x_hat']
+  codes = apply(x, y, method='posterior_codes')
+  for key in ('most_likely', 'sample', 'expected'):
+    assert codes[key].shape == expected['z_q'], key
+  if model.latent == 'categorical':
+    assert codes['entropy'].shape == (b, 4, 4)
+  out = apply(x, labels, labels > 0, train=True)
+  batch = {'image': x, 'label': labels, 'labelled': labels > 0}
+  terms = jax.eval_shape(lambda o: model.loss_terms(o, batch,
+                                                    config.objective), out)
+  assert {'reconstruction', 'classification'} <= set(terms)
+  assert ('loss' in terms) == model.own_bound
+  assert set(terms) & {'kl', 'kl_z'}  # every model has a KL of z
+  assert all(t.shape == () and t.dtype == jnp.float32
+             for t in terms.values())
+  initialised = jax.eval_shape(lambda p: model.init_from_batch(
+      p, batch, jax.random.key(3)), params)
+  assert shapes(initialised) == shapes(params)
+  logged = jax.eval_shape(lambda o: objectives.model_terms(
+      model, o, batch, config.objective), out)
+  assert set(objectives.logged_terms()) <= set(logged)

@@ -122,3 +122,95 @@ def test_constant_kl_of_the_one_hot_posterior():
                              rtol=1e-6)
   np.testing.assert_allclose(objectives.constant_categorical_kl(16, 16),
                              16 * math.log(16), rtol=1e-6)
+
+
+class _AllWeights:  # every field objectives.TERMS names
+  beta, alpha, commitment, beta_features = 0.1, 2.0, 0.25, 3.0
+  z_invariance, z_mmd, swap_z_cycle = 0.5, 0.01, 1.0
+  swap_c_cycle, swap_classification = 0.1, 2.0
+
+
+def test_every_weight_comes_from_the_table():
+  assert objectives.weight_fields() == (
+      'beta', 'alpha', 'commitment', 'beta_features', 'z_invariance', 'z_mmd',
+      'swap_z_cycle', 'swap_c_cycle', 'swap_classification')
+  terms = {name: jnp.float32(i + 1.0)
+           for i, name in enumerate(objectives.TERMS)}
+  # recon 1 + 0.1 kl 2 + 0.1 kl_z 3 + 2 class 4 + codebook 5
+  # + 0.25 commitment 6 + 0.1 kl_y 7 + 3 kl_c 8 (= 40.7), then the
+  # extensions: z_adversary 9 (fixed 1) + 0.5 z_invariance 10
+  # + 0.01 z_mmd 11 + 1 swap_z_cycle 12 + 0.1 swap_c_cycle 13
+  # + 2 swap_classification 14 (= 55.41)
+  np.testing.assert_allclose(objectives.weighted_loss(terms, _AllWeights),
+                             96.11, rtol=1e-6)
+  assert objectives.weight('kl_c', _AllWeights) == 3.0
+  assert objectives.weight('codebook', _AllWeights) == 1.0
+
+
+def test_complete_logs_every_row_and_the_kl_of_a_split_kl():
+  # JDVAE's terms: the KL of z and of c with their own weights, logged
+  # together as 'kl'.
+  terms = {'reconstruction': jnp.float32(1.0), 'classification':
+           jnp.float32(0.5), 'kl_z': jnp.float32(10.0),
+           'kl_c': jnp.float32(2.0)}
+  done = objectives.complete(terms, _AllWeights)
+  assert set(done) == set(objectives.logged_terms())
+  np.testing.assert_allclose(done['loss'], 1 + 1.0 + 1.0 + 6.0, rtol=1e-6)
+  np.testing.assert_allclose(done['kl'], 12.0, rtol=1e-6)
+  assert float(done['codebook']) == float(done['kl_y']) == 0.0
+  # A model with its own bound returns 'loss', and only such a model does.
+  own = objectives.complete({**terms, 'loss': jnp.float32(7.0)}, _AllWeights,
+                            own_bound=True)
+  assert float(own['loss']) == 7.0
+  with pytest.raises(ValueError, match='own_bound'):
+    objectives.complete(terms, _AllWeights, own_bound=True)
+  with pytest.raises(ValueError, match='own_bound'):
+    objectives.complete({**terms, 'loss': jnp.float32(7.0)}, _AllWeights)
+
+
+def test_a_registered_term_is_weighted_logged_and_checked(monkeypatch):
+  """Adding a term: one function (here, inside a model's loss_terms) and
+  one row of objectives.TERMS; train's loss, metrics and finite check
+  follow."""
+  from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
+  from cvqvae_jax.models import cgvae  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(objectives.TERMS, 'extra', objectives.Term('alpha'))
+  assert 'extra' in objectives.logged_terms()
+
+  class WithExtra(cgvae.CGVAE):
+    value: float = 0.75
+
+    def loss_terms(self, out, batch, objective):
+      terms = super().loss_terms(out, batch, objective)
+      terms['extra'] = jnp.float32(self.value)
+      return terms
+
+  config = tiny_config(**{'model.name': 'cgvae2'})
+  model = WithExtra(image_size=16, channels=3, feature_kinds=('presence',),
+                    encoder_widths=(8,) * 5, feature_widths=(8,) * 5,
+                    decoder_widths=(8,) * 5, latent_grid=4, code_dim=4,
+                    num_features=3, latent_size=8, adain=False)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1)
+  labels = jnp.array([[0], [1]])
+  batch = {'image': x, 'label': labels, 'labelled': labels >= 0}
+  params = model.init({'params': jax.random.key(1),
+                       'sample': jax.random.key(2)}, x, labels, labels >= 0,
+                      train=True)['params']
+  loss, metrics = train.loss_fn(params, batch, jax.random.key(3), 0,
+                                model=model, objective=config.objective)
+  without = {k: v for k, v in metrics.items() if k in
+             ('reconstruction', 'kl', 'classification')}
+  np.testing.assert_allclose(
+      loss, objectives.weighted_loss(without, config.objective)
+      + config.objective.alpha * 0.75, rtol=1e-6)
+  assert float(metrics['extra']) == 0.75
+  assert objectives.first_non_finite(jax.device_get(metrics)) is None
+  _, bad = train.loss_fn(params, batch, jax.random.key(3), 0,
+                         model=model.clone(value=float('nan')),
+                         objective=config.objective)
+  name, value = objectives.first_non_finite(jax.device_get(bad))
+  assert name == 'loss' and math.isnan(value)  # 'loss' is checked first
+  assert math.isnan(float(bad['extra']))
+  assert objectives.first_non_finite({'loss': 1.0, 'extra': float('inf')}
+                                     ) == ('extra', float('inf'))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import models
 from cvqvae_jax import train
 from cvqvae_jax import two_step
 from cvqvae_jax import workdir_lock
@@ -56,7 +57,7 @@ def _state(workdir, config, step):
   setup = train.build(config)
   abstract, shape = setup.abstract_state, setup.image_shape
   state = checkpointing.restore(manager, abstract, None,
-                                train.model_description(config, shape),
+                                models.description(config, shape),
                                 step=step)
   manager.close()
   return state
@@ -162,7 +163,7 @@ def test_readers_skip_a_damaged_latest_without_moving_it(four_steps,
   with caplog.at_level('WARNING'):
     flat, source = checkpointing.restore_params(
         workdir, abstract.params,
-        description=train.model_description(config, shape))
+        description=models.description(config, shape))
   assert source['step'] == 2
   assert any(f'Skipping checkpoint {workdir}/checkpoints/4' in r.getMessage()
              for r in caplog.records)

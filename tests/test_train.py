@@ -14,6 +14,8 @@ import pytest
 from cvqvae_jax import checkpointing
 from cvqvae_jax import inception
 from cvqvae_jax import metrics
+from cvqvae_jax import objectives
+from cvqvae_jax import models
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
 
@@ -29,7 +31,7 @@ def _params(workdir, config):
   manager = checkpointing.create_manager(workdir, 2)
   setup = train.build(config)
   state = checkpointing.restore(manager, setup.abstract_state, None,
-                                train.model_description(config,
+                                models.description(config,
                                                         setup.image_shape))
   return int(state.step), state.params
 
@@ -168,8 +170,8 @@ def test_metrics_log_every_term_once_per_step_across_resume(trained):
   assert [r['step'] for r in after_first if 'loss' in r] == [2, 4]
   for r in records:
     if 'loss' in r:
-      assert set(train.LOSS_TERMS) <= set(r)
-      assert all(np.isfinite(r[k]) for k in train.LOSS_TERMS)
+      assert set(objectives.logged_terms()) <= set(r)
+      assert all(np.isfinite(r[k]) for k in objectives.logged_terms())
       expected = (r['reconstruction'] + 1e-4 * r['kl'] + r['classification']
                   + r['codebook'] + 0.25 * r['commitment'])
       np.testing.assert_allclose(r['loss'], expected, rtol=1e-4)

@@ -63,14 +63,6 @@ def _sample(rng, mean, log_var):
   return mean + jnp.exp(0.5 * log_var) * eps
 
 
-def _total(terms, objective, extra):
-  """The objective of a Gaussian-latent baseline: Eq. 6 with the KL of z
-  (objectives.weighted_loss, no codebook) plus `extra`, the baseline's own
-  weighted terms."""
-  return objectives.weighted_loss({**terms, 'kl': terms['kl_z']},
-                                  objective) + extra
-
-
 class M2(cgvae.CGVAE):
   """Kingma et al.'s M2 with CVQVAE's backbone: CGVAE without features.
 
@@ -81,6 +73,9 @@ class M2(cgvae.CGVAE):
   use_features: bool = False
 
   def loss_terms(self, out, batch, objective):
+    """CGVAE's terms with the KL of z as 'kl_z', plus 'kl_y' (both weighted
+    by beta; 'kl' logs their sum, objectives.TOTALS)."""
+    del objective  # Weighted by objectives.complete.
     terms = objectives.shared_terms(batch, out)
     terms['kl_z'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
@@ -88,8 +83,6 @@ class M2(cgvae.CGVAE):
     terms['kl_y'] = jnp.mean(jnp.sum(
         objectives.categorical_kl_to_uniform(out['logits_y']) * unlabelled,
         axis=-1))
-    terms['kl'] = terms['kl_z'] + terms['kl_y']
-    terms['loss'] = _total(terms, objective, objective.beta * terms['kl_y'])
     return terms
 
 
@@ -156,6 +149,9 @@ class JDVAE(cgvae.CGVAE):
                 x_hat=self.decode(z, y, c))
 
   def loss_terms(self, out, batch, objective):
+    """'kl_z' (weighted by beta) and 'kl_c' (by beta_features) beside the
+    shared terms; 'kl' logs their sum (objectives.TOTALS)."""
+    del objective  # Weighted by objectives.complete.
     terms = objectives.shared_terms(batch, out)
     terms['kl_z'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
@@ -163,9 +159,6 @@ class JDVAE(cgvae.CGVAE):
     kl_c = sum(objectives.gaussian_kl(m, v, jnp.zeros_like(m), p)
                for m, v, p in zip(out['c_mean'], out['c_log_var'], prior))
     terms['kl_c'] = jnp.mean(kl_c)
-    terms['kl'] = terms['kl_z'] + terms['kl_c']
-    terms['loss'] = _total(terms, objective,
-                           objective.beta_features * terms['kl_c'])
     return terms
 
 
@@ -185,6 +178,9 @@ class CCVAE(cvqvae.ConditionalVAE):
   latent_size: int = 100        # S_z of z_s
   num_samples: int = 100        # k samples of z_c for q(y|x)
   latent = 'gaussian'
+  # Joy et al.'s bound weights each example by q(y|z_c) / q(y|x): not a
+  # weighted sum of the logged terms, so loss_terms returns 'loss' itself.
+  own_bound = True
 
   def setup(self):
     if self.latent_size < 1:
@@ -324,7 +320,6 @@ class CCVAE(cvqvae.ConditionalVAE):
     terms['kl_c'] = jnp.mean(kl_c)
     terms['kl_z'] = jnp.mean(kl_s)
     terms['kl_y'] = jnp.mean(kl_y)
-    terms['kl'] = terms['kl_c'] + terms['kl_z'] + terms['kl_y']
     any_label = jnp.max(labelled, -1)
     terms['ccvae_weight'] = (jnp.sum(weight * any_label)
                              / jnp.maximum(any_label.sum(), 1.0))

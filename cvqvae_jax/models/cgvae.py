@@ -42,14 +42,13 @@ class CGVAE(cvqvae.ConditionalVAE):
 
   def loss_terms(self, out, batch, objective):
     """KL(q(z|x,y) || N(0, I)) summed over S_z, averaged over the batch,
-    in place of CVQVAE's KL; no codebook, so its two terms are 0."""
+    in place of CVQVAE's KL; no codebook terms."""
     terms = objectives.shared_terms(batch, out)
     terms['kl'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
     terms.update(objectives.invariance_terms(out))
     terms.update(objectives.swap_consistency_terms(out))
     terms.update(objectives.z_mmd_terms(out, objective))
-    terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
 
   def posterior(self, x: jax.Array, y: jax.Array):

@@ -99,7 +99,7 @@ class Codebook(nn.Module):
   default at scale 1); 'uniform' is VQ-VAE's U(-1/K, 1/K), under which
   q(z|x,y) starts out uniform; 'data' starts as 'uniform' here and is
   replaced by encoder outputs of a training batch before the first step
-  (train.init_codebook_from_data).
+  (CVQVAE.init_from_batch).
   """
   num_codes: int
   code_dim: int
@@ -189,14 +189,27 @@ class Decoder(nn.Module):
     return jnp.tanh(h.astype(jnp.float32))
 
 
+# The parameter groups that two-step training (paper 2.4, two_step.py) moves
+# from stage one to stage two, as patterns of the submodule names given here:
+# C_phi (ConditionalVAE.feature_net), E_phi's and D_theta's image tokens
+# (`tokens_i`, Encoder and Decoder) and D_theta's scalar token
+# (`scalar_tokens`). Every model names them so, so that the same paths exist
+# in both stages.
+TRANSFERRED = ('feature_net', 'tokens_*', 'scalar_tokens')
+
+
 class ConditionalVAE(nn.Module):
   """What every model of paper 2.4 shares: C_phi (q(y|x) and c), the
   semi-supervised y, the feature combination f(y, c) and D_theta with tokens.
 
+  What the rest of the library uses of a model is declared in
+  models/contract.py (`Model`, `output_shapes`).
+
   Subclasses (CVQVAE, cgvae.CGVAE) add the latent z and its posterior; they
   must name their submodules `feature_net`, `encoder` and `decoder`, so that
-  C_phi and the tokens have the same parameter paths in every model (the
-  two-step training of paper 2.4 moves them from one model to another).
+  C_phi and the tokens (TRANSFERRED) have the same parameter paths in every
+  model (the two-step training of paper 2.4 moves them from one model to
+  another).
   Attributes mirror `config.model`; `feature_kinds` holds one of
   'presence'/'both' per label (their count is the number of labels L).
 
@@ -305,10 +318,29 @@ class ConditionalVAE(nn.Module):
     return self.decoder(z_flat, y, self.features(y, c),
                         self.decoder_style(z_flat))
 
+  def init_from_batch(self, params, batch: dict[str, jax.Array],
+                      rng: jax.Array):
+    """Parameters that depend on data, set from one training batch before
+    the first step (not again on resume): returns the new params. The
+    default changes nothing; the train loop reads a batch and calls this
+    only when `initialises_from_data`."""
+    del batch, rng
+    return params
+
+  @property
+  def initialises_from_data(self) -> bool:
+    """Whether init_from_batch uses its batch."""
+    return False
+
+  # Whether loss_terms returns the bound itself as 'loss' (CCVAE) instead of
+  # terms that objectives.TERMS weights and sums.
+  own_bound = False
+
   def loss_terms(self, out: dict[str, Any], batch: dict[str, jax.Array],
                  objective) -> dict[str, jax.Array]:
-    """The model's objective from the output of one training pass: a dict
-    with 'loss' (what is minimised) and its terms. train.loss_fn calls this
+    """The model's loss terms from the output of one training pass,
+    unweighted, named as the rows of objectives.TERMS (other keys are logged
+    diagnostics); objectives.complete weights them. train.loss_fn calls this
     for every model; each model defines its own (its latent and its loss)."""
     raise NotImplementedError
 
@@ -375,8 +407,37 @@ class CVQVAE(ConditionalVAE):
     terms.update(objectives.invariance_terms(out))
     terms.update(objectives.swap_consistency_terms(out))
     terms.update(objectives.z_mmd_terms(out, objective))
-    terms['loss'] = objectives.weighted_loss(terms, objective)
     return terms
+
+  @property
+  def initialises_from_data(self) -> bool:
+    return self.codebook_init == 'data'
+
+  def init_from_batch(self, params, batch, rng):
+    """codebook_init='data': e_k := z_e at K random latent positions of one
+    training batch (other parameters unchanged; otherwise a no-op).
+
+    Every code then starts where the encoder's outputs are: with N(0, 1)
+    codes, whose norms (~4 in D = 16) dwarf the initial z_e (~0.6), every
+    position's nearest code is the same one and the codebook collapses once
+    Eq. 4 is sharp (docs/model.md). Needs B N_z^2 >= K.
+    """
+    if not self.initialises_from_data:
+      return params
+    sample_rng, pick_rng = jax.random.split(rng)
+    out = self.apply({'params': params}, batch['image'], batch['label'],
+                     batch['labelled'], train=True,
+                     rngs={'sample': sample_rng})
+    z_e = out['z_e'].reshape(-1, out['z_e'].shape[-1])
+    if z_e.shape[0] < self.num_codes:
+      raise ValueError(
+          f"codebook_init='data' needs batch_size * N_z^2 = {z_e.shape[0]} "
+          f'>= K = {self.num_codes} encoder outputs.')
+    pick = jax.random.choice(pick_rng, z_e.shape[0], (self.num_codes,),
+                             replace=False)
+    codebook = dict(params['codebook'])
+    codebook['embedding'] = z_e[pick].astype(codebook['embedding'].dtype)
+    return {**params, 'codebook': codebook}
 
   def reencode(self, x, y):
     return layers.frozen(self.encoder)(x, y)
