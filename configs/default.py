@@ -1,11 +1,13 @@
 """The paper's CVQVAE (approach E, trained in two steps) on the procedural
 face benchmark, sized for a 2-core CPU.
 
-This is the embedded default: it needs no dataset. The architecture is the
-paper's (section 2.1) at 32 px with narrower blocks, so that the README's main
-job trains in about 20 minutes or less on a 2-core CPU (README.md gives the
-measured time): stage one (CGVAE, approach D)
-for 30 % of the steps, then CVQVAE from its C_phi and tokens (docs/model.md).
+This is the embedded default: it needs no dataset. It trains the paper's
+recipe: every extension beyond the paper (docs/model.md, "Extensions") is
+off, since none has yet made c learn its label's features (docs/results.md).
+The architecture is the paper's (section 2.1) at 32 px with narrower blocks,
+so that the README's main job runs in under 8 minutes on a 2-core CPU
+(README.md gives the measured time): stage one (CGVAE, approach D) for 30 %
+of the steps, then CVQVAE from its C_phi and tokens (docs/model.md).
 The paper-size model (128 px, widths 64..512, N_z 8, K 512, D 16) is in the
 dataset configs.
 
