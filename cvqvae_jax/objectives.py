@@ -356,3 +356,11 @@ def z_mmd_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   if not objective.get('z_mmd', 0.0):
     return {}
   return {'z_mmd': label_mmd(out['z_q'], jax.lax.stop_gradient(out['y']))}
+
+
+def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
+  """The terms beyond the paper that a training pass `out` supports
+  (invariance_terms, z_mmd_terms, swap_consistency_terms), for a model's
+  loss_terms; {} when every extension is off."""
+  return {**invariance_terms(out), **z_mmd_terms(out, objective),
+          **swap_consistency_terms(out)}

@@ -160,23 +160,19 @@ def stage_one_config(config: ml_collections.ConfigDict
   return one
 
 
-# The mechanisms beyond the paper (docs/model.md, "Extensions"): the config
-# field that turns each on, and its name in the recipe.
-EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
-              ('objective.z_mmd', 'MMD of z across y'),
-              ('objective.swap_z_cycle', 'swap z cycle'),
-              ('objective.swap_c_cycle', 'swap c cycle'),
-              ('objective.swap_classification', 'swap classification'))
+# The mechanisms beyond the paper (docs/model.md, "Extensions"): the
+# config.objective weight that turns each on, and its name in the recipe.
+EXTENSIONS = (('z_invariance', 'label adversary on z'),
+              ('z_mmd', 'MMD of z across y'),
+              ('swap_z_cycle', 'swap z cycle'),
+              ('swap_c_cycle', 'swap c cycle'),
+              ('swap_classification', 'swap classification'))
 
 
 def extensions(config: ml_collections.ConfigDict) -> list[str]:
   """The names of the extensions that `config` turns on."""
-  def value(path):
-    node = config
-    for part in path.split('.'):
-      node = node.get(part) if hasattr(node, 'get') else None
-    return node
-  return [name for path, name in EXTENSIONS if value(path)]
+  return [name for field, name in EXTENSIONS
+          if config.objective.get(field, 0.0)]
 
 
 def variant(config: ml_collections.ConfigDict) -> str:

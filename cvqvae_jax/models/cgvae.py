@@ -46,9 +46,7 @@ class CGVAE(cvqvae.ConditionalVAE):
     terms = objectives.shared_terms(batch, out)
     terms['kl'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
-    terms.update(objectives.invariance_terms(out))
-    terms.update(objectives.swap_consistency_terms(out))
-    terms.update(objectives.z_mmd_terms(out, objective))
+    terms.update(objectives.extension_terms(out, objective))
     return terms
 
   def posterior(self, x: jax.Array, y: jax.Array):

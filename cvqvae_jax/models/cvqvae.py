@@ -263,7 +263,7 @@ class ConditionalVAE(nn.Module):
       return {}
     fit = self.z_adversary(jax.lax.stop_gradient(z))
     return {'adversary_fit': fit,
-            'adversary_frozen': self.z_adversary(z, frozen=True)}
+            'adversary_frozen': layers.frozen(self.z_adversary)(z)}
 
   def reencode(self, x: jax.Array, y: jax.Array) -> jax.Array:
     """What the swap-consistency terms compare of z: E_phi's continuous
@@ -404,9 +404,7 @@ class CVQVAE(ConditionalVAE):
         out['z_e'], out['z_code'])
     terms['code_perplexity'] = metrics.code_perplexity(out['z_index'],
                                                        self.num_codes)
-    terms.update(objectives.invariance_terms(out))
-    terms.update(objectives.swap_consistency_terms(out))
-    terms.update(objectives.z_mmd_terms(out, objective))
+    terms.update(objectives.extension_terms(out, objective))
     return terms
 
   @property

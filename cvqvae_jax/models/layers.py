@@ -153,34 +153,21 @@ def feature_size(kind: str, num_features: int) -> int:
 
 
 class LabelAdversary(nn.Module):
-  """An MLP that predicts the labels from a latent: (B, F) -> (B, L, 2).
+  """An MLP that predicts the labels from a latent: (B, ...) -> (B, L, 2).
 
   The adversary of an invariance penalty (docs/model.md, "Extensions"): it
   is fitted to predict y from z, and the encoder is trained to leave it
-  uncertain. Its parameters are declared in setup so that one module can be
-  applied twice in a pass: `frozen=True` applies it with its parameters
-  held fixed (stop_gradient), so that the term computed from that output
-  trains only what produced its input.
+  uncertain, through `frozen(adversary)` (its parameters held fixed).
   """
   width: int
   num_labels: int
 
-  def setup(self):
-    self.hidden = nn.Dense(self.width)
-    self.out = nn.Dense(2 * self.num_labels)
-
-  def __call__(self, z: jax.Array, frozen: bool = False) -> jax.Array:
-    z = z.reshape(z.shape[0], -1).astype(jnp.float32)
-    if not frozen:
-      h = leaky_relu(self.hidden(z))
-      return self.out(h).reshape(-1, self.num_labels, 2)
-    sg = jax.lax.stop_gradient
-    w1, b1 = sg(self.hidden.variables['params']['kernel']), sg(
-        self.hidden.variables['params']['bias'])
-    w2, b2 = sg(self.out.variables['params']['kernel']), sg(
-        self.out.variables['params']['bias'])
-    h = leaky_relu(z @ w1 + b1)
-    return (h @ w2 + b2).reshape(-1, self.num_labels, 2)
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    h = z.reshape(z.shape[0], -1).astype(jnp.float32)
+    h = leaky_relu(nn.Dense(self.width, name='hidden')(h))
+    return nn.Dense(2 * self.num_labels, name='out')(h).reshape(
+        -1, self.num_labels, 2)
 
 
 def frozen(module: nn.Module):
