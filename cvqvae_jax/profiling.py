@@ -7,6 +7,7 @@ file). Only process 0 traces.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import time
@@ -118,3 +119,56 @@ class WallTime:
 
 # The current run's (train.train_and_evaluate resets it).
 WALL = WallTime()
+
+
+# jax.monitoring's event around every XLA compilation of a jitted function
+# (or its read from the persistent compilation cache), with its name.
+BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
+CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
+
+
+class Compilations:
+  """The programs JAX compiles inside a `with Compilations() as c:` block:
+  c.counts[name] (compilations of the jitted function `name`, each one a
+  new shape, function or compiler option), c.seconds[name], and c.cache_hits
+  (how many of them the persistent compilation cache answered).
+
+    with profiling.Compilations() as compiled:
+      evaluation.evaluate(params, model, config, codec)
+    print(compiled.counts.most_common())
+  """
+
+  def __init__(self):
+    self.counts: collections.Counter = collections.Counter()
+    self.seconds: dict[str, float] = collections.defaultdict(float)
+    self.cache_hits = 0
+    self.order: list[tuple[str, float]] = []  # (name, seconds), in order
+
+  def _on_duration(self, event: str, seconds: float, **kwargs) -> None:
+    if event == BACKEND_COMPILE_EVENT:
+      name = str(kwargs.get('fun_name', '?'))
+      self.counts[name] += 1
+      self.seconds[name] += seconds
+      self.order.append((name, seconds))
+
+  def _on_event(self, event: str, **_) -> None:
+    if event == CACHE_HIT_EVENT:
+      self.cache_hits += 1
+
+  @property
+  def total(self) -> int:
+    return sum(self.counts.values())
+
+  def __enter__(self) -> 'Compilations':
+    jax.monitoring.register_event_duration_secs_listener(self._on_duration)
+    jax.monitoring.register_event_listener(self._on_event)
+    return self
+
+  def __exit__(self, *_) -> None:
+    jax.monitoring.unregister_event_duration_listener(self._on_duration)
+    jax.monitoring.unregister_event_listener(self._on_event)
+
+  def table(self) -> str:
+    """One line per function, most compiled first: count, seconds, name."""
+    return '\n'.join(f'{n:4d} {self.seconds[name]:8.1f} s  {name}'
+                     for name, n in self.counts.most_common())
