@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 from typing import Any, Sequence
 
@@ -99,10 +98,10 @@ class Trained:
 
   def encode(self, x, labels=None) -> manipulate.Codes:
     """y (the given labels (N, L), else the most likely), c and z."""
-    return _codec(self.model).encode(self.params, x, labels)
+    return manipulate.Codec(self.model).encode(self.params, x, labels)
 
   def decode(self, codes: manipulate.Codes) -> jax.Array:
-    return _codec(self.model).decode(self.params, codes)
+    return manipulate.Codec(self.model).decode(self.params, codes)
 
   def set_label(self, codes, label: int | str, value: int):
     """Codes with y of `label` set to `value` (0 or 1), c kept."""
@@ -123,12 +122,6 @@ class Trained:
     with path.open('wb') as f:
       Image.fromarray(row).save(f, format='PNG')
     return str(path)
-
-
-@functools.lru_cache(maxsize=16)
-def _codec(model) -> manipulate.Codec:
-  """One jitted Codec per model, shared by every Trained of it."""
-  return manipulate.Codec(model)
 
 
 @contextlib.contextmanager

@@ -104,8 +104,22 @@ def _train_step(state, x, y, *, model, tx):
 
 def _optimizer(config) -> optax.GradientTransformation:
   e = config.eval
-  return optax.adam(optax.cosine_decay_schedule(e.classifier_learning_rate,
-                                                max(e.classifier_steps, 1)))
+  return _adam(e.classifier_learning_rate, e.classifier_steps)
+
+
+def _adam(learning_rate: float, steps: int) -> optax.GradientTransformation:
+  return optax.adam(optax.cosine_decay_schedule(learning_rate,
+                                                max(steps, 1)))
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted(model, learning_rate: float, steps: int):
+  """(train step, predict) of one architecture and schedule, jitted once
+  per process: every label's classifier, and every evaluation of the
+  process, share them."""
+  step_fn = xla_options.jit(functools.partial(
+      _train_step, model=model, tx=_adam(learning_rate, steps)))
+  return step_fn, xla_options.jit(functools.partial(_predict, model))
 
 
 def _init_variables(model, image_shape, seed: int):
@@ -179,9 +193,8 @@ def load_or_train(config, workdir: str) -> dict[str, Classifier]:
         'without --distributed).')
   image_shape = pipeline.image_shape(config.data)
   model = resnet.create_resnet(config.eval.classifier)
-  step_fn = xla_options.jit(functools.partial(_train_step, model=model,
-                                      tx=_optimizer(config)))
-  predict = xla_options.jit(functools.partial(_predict, model))
+  step_fn, predict = _jitted(model, config.eval.classifier_learning_rate,
+                             config.eval.classifier_steps)
   abstract = jax.eval_shape(lambda: _init_variables(model, image_shape, 0))
   out = {}
   for index, label in enumerate(config.data.labels):

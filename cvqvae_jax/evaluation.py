@@ -69,14 +69,30 @@ def posterior_reconstructions(params, x, labels, rng, *, model):
   return out
 
 
+def predict_labels(params, x, *, model):
+  """argmax q(y|x): (B, L) predicted labels."""
+  return jnp.argmax(model.apply({'params': params}, x, method='classify')[0],
+                    -1)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_steps(model) -> dict[str, Any]:
+  """The evaluation steps of `model`, jitted once per process (equal models
+  share them, as manipulate.jitted)."""
+  jit = lambda f: xla_options.jit(functools.partial(f, model=model))
+  return {'eval_step': jit(eval_step),
+          'posterior_reconstructions': jit(posterior_reconstructions),
+          'predict_labels': jit(predict_labels)}
+
+
 class Codec(manipulate.Codec):
-  """manipulate.Codec plus the jitted evaluation steps of the same model."""
+  """manipulate.Codec plus the jitted evaluation steps of the same model
+  (shared by every Codec of an equal model: one compilation per shape)."""
 
   def __init__(self, model):
     super().__init__(model)
-    self.eval_step = xla_options.jit(functools.partial(eval_step, model=model))
-    self.posterior_reconstructions = xla_options.jit(functools.partial(
-        posterior_reconstructions, model=model))
+    for name, fn in _jitted_steps(model).items():
+      setattr(self, name, fn)
 
 
 def ideal_swaps(factors, base_idx, donor_idx, label: str,
@@ -345,9 +361,8 @@ def paper_evaluation(params, model, config, workdir: str,
   """
   data = _collect(config, config.eval.num_examples)
   bs = config.eval.batch_size
-  classify = xla_options.jit(lambda p, x: jnp.argmax(
-      model.apply({'params': p}, x, method='classify')[0], -1))
-  model_pred = metrics.batched(lambda x: classify(params, x),
+  codec = Codec(model)
+  model_pred = metrics.batched(lambda x: codec.predict_labels(params, x),
                                (data['image'],), bs)
   classifiers = classifier.load_or_train(config, workdir)
   fid_net, real_fid_stats = None, None
@@ -359,7 +374,6 @@ def paper_evaluation(params, model, config, workdir: str,
       name: metrics.feature_statistics(
           metrics.batched(clf.outputs, (data['image'],), bs)[1])
       for name, clf in classifiers.items()}
-  codec = Codec(model)
   labels = {}
   for l, name in enumerate(config.data.labels):
     labels[name] = _label_metrics(codec, params, data, l, name, config,

@@ -239,14 +239,20 @@ def _features(module, variables, x):
   return module.apply(variables, x)
 
 
+@functools.cache
+def _jitted_features():
+  """_features of the InceptionV3, jitted once per process (every
+  FIDFeatures shares it: one compilation per batch shape)."""
+  return xla_options.jit(functools.partial(_features, FIDInceptionV3()))
+
+
 class FIDFeatures:
   """Pool3 features and their statistics for images in [-1, 1]."""
 
   def __init__(self, weights_path: str, batch_size: int = 50):
     self.variables = load_variables(weights_path)
     self.batch_size = batch_size
-    self._apply = xla_options.jit(
-        functools.partial(_features, FIDInceptionV3()))
+    self._apply = _jitted_features()
 
   def features(self, images) -> np.ndarray:
     """(N, S, S, C) -> (N, 2048), in fixed-size batches (one compile)."""

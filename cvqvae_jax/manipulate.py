@@ -120,8 +120,30 @@ def difference_map(model, params, x: jax.Array, label: int,
   return recon, without, jnp.mean(jnp.abs(recon - without), axis=-1)
 
 
+@functools.lru_cache(maxsize=16)
+def jitted(model) -> dict[str, Any]:
+  """The functions above for `model`, each jitted once per process: Codecs
+  of equal models (the same config) share them, so each compiles once per
+  shape, whoever calls it (the curves, the final evaluation, previews,
+  figures, cvqvae_jax.load)."""
+  jit = lambda f, **kw: xla_options.jit(functools.partial(f, model), **kw)
+  return {
+      'encode': jit(encode),
+      'decode': jit(decode),
+      '_swap': jit(swap, static_argnames=('label',)),
+      '_interpolate': jit(interpolate_features, static_argnames=('label',)),
+      '_scale': jit(scale_features, static_argnames=('label',)),
+      '_difference': jit(difference_map, static_argnames=('label',)),
+      '_set_label': xla_options.jit(
+          lambda params, x, labels, label, value: decode(
+              model, params, set_label(encode(model, params, x, labels),
+                                       label, value)),
+          static_argnames=('label', 'value')),
+  }
+
+
 class Codec:
-  """The functions above for one model, each jitted once: what evaluation,
+  """The functions above for one model, jitted (`jitted`): what evaluation,
   the pictures (previews.py, figures.py) and user code call.
 
     codec = Codec(model)
@@ -132,18 +154,8 @@ class Codec:
 
   def __init__(self, model):
     self.model = model
-    jit = lambda f, **kw: xla_options.jit(functools.partial(f, model), **kw)
-    self.encode = jit(encode)
-    self.decode = jit(decode)
-    self._swap = jit(swap, static_argnames=('label',))
-    self._interpolate = jit(interpolate_features, static_argnames=('label',))
-    self._scale = jit(scale_features, static_argnames=('label',))
-    self._difference = jit(difference_map, static_argnames=('label',))
-    self._set_label = xla_options.jit(
-        lambda params, x, labels, label, value: decode(
-            model, params, set_label(encode(model, params, x, labels), label,
-                                     value)),
-        static_argnames=('label', 'value'))
+    for name, fn in jitted(model).items():
+      setattr(self, name, fn)
 
   def reconstruct(self, params, x, labels=None):
     """D(z, y, f(y, c)) of x's own most likely codes."""

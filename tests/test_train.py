@@ -4,18 +4,22 @@ import glob
 import json
 import logging as std_logging
 import os
+import re
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import evaluation
 from cvqvae_jax import inception
 from cvqvae_jax import metrics
 from cvqvae_jax import objectives
 from cvqvae_jax import models
+from cvqvae_jax import profiling
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
 
@@ -289,3 +293,45 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
   assert done.returncode == 0, done.stderr[-2000:]
   steps = [r['step'] for r in _records(str(tmp_path)) if 'loss' in r]
   assert steps == list(range(1, saved + 3))
+
+
+WALL_LINE = re.compile(
+    r'^Wall time (\d+) s: training steps (\d+) s, compilation and '
+    r'initialisation (\d+) s, held-out evaluation (\d+) s, other \(data, '
+    r'checkpoints, previews\) (\d+) s\.$', re.M)
+
+
+def test_wall_time_line_splits_the_run_and_evaluation_compiles_once(
+    tmp_path, capsys):
+  """The summary's wall-time parts are non-negative and add up to the
+  total; each evaluation step compiles once per shape in a process: the
+  curves and the final evaluation share the compilations, and a later
+  evaluation with a newly built (equal) model compiles nothing."""
+  config = _one_stage(num_train_steps=3, eval_every_steps=2,
+                      log_every_steps=1, checkpoint_every_steps=3)
+  with profiling.Compilations() as compiled:
+    results = train.train_and_evaluate(config, str(tmp_path))
+  line = WALL_LINE.search(capsys.readouterr().out)
+  assert line, 'no wall-time line'
+  total, *parts = (int(v) for v in line.groups())
+  assert total > 0 and all(p >= 0 for p in parts)
+  assert abs(sum(parts) - total) <= len(parts)  # Each part rounded.
+  seconds = profiling.WALL.seconds
+  assert all(s >= 0 for s in seconds.values()), seconds
+  assert sum(seconds.values()) <= time.perf_counter() - profiling.WALL.start
+  assert seconds[train.EVAL] > 0 and seconds[train.COMPILE] > 0
+  # One compilation per jitted function (and label, for the swaps), though
+  # the curve at step 2 and the final evaluation both ran.
+  for name in ('jit(create_train_state)', 'jit(train_step)',
+               'jit(eval_step)', 'jit(posterior_reconstructions)'):
+    assert compiled.counts[name] == 1, compiled.table()
+  assert compiled.counts['jit(swap)'] == len(config.data.labels)
+  assert max(compiled.counts.values()) <= len(config.data.labels), (
+      compiled.table())
+  # As --mode=evaluate or a script would: a new build, the same shapes.
+  setup = train.build(config)
+  _, params = _params(str(tmp_path), config)
+  with profiling.Compilations() as again:
+    second = evaluation.evaluate(params, setup.model, config)
+  assert again.total == 0, again.table()
+  assert second == results
