@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import datetime
 import errno
+import functools
 import json
+import logging as std_logging
 import os
 import shutil
 import signal
+import sys
 import threading
+import weakref
 import zlib
 from typing import Any, Callable, Mapping
 
@@ -52,9 +56,17 @@ def checkpoint_dir(workdir: str) -> str:
   return paths.join(workdir, 'checkpoints')
 
 
+# The managers create_manager made (training's), oldest first: a full disk
+# elsewhere in the loop waits for their save in flight
+# (disk_full_is_one_line).
+_MANAGERS: list[weakref.ref] = []
+
+
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   _quiet_asyncio()
-  return ocp.CheckpointManager(
+  _quiet_failed_saves()
+  _quiet_closed_loop_callbacks()
+  manager = ocp.CheckpointManager(
       checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                            create=True),
@@ -64,6 +76,9 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
                      DATA: grain.checkpoint.CheckpointHandler(),
                      MODEL: ocp.JsonCheckpointHandler(),
                      DIGESTS: ocp.JsonCheckpointHandler()})
+  _MANAGERS[:] = [r for r in _MANAGERS if r() is not None]
+  _MANAGERS.append(weakref.ref(manager))
+  return manager
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
@@ -272,17 +287,103 @@ class _AsyncioNoise:
   one line."""
 
   def filter(self, record) -> bool:
-    text = str(record.msg)
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+      text += f' {record.exc_info[1]}'
     return not ('exception was never retrieved' in text
                 or 'Event loop is closed' in text
                 or 'Exception in callback' in text)
 
 
 def _quiet_asyncio() -> None:
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
   logger = std_logging.getLogger('asyncio')
   if not any(isinstance(f, _AsyncioNoise) for f in logger.filters):
     logger.addFilter(_AsyncioNoise())
+
+
+def _quiet_closed_loop_callbacks() -> None:
+  """TensorStore's callbacks into orbax's event loop, once a failed save
+  has closed it, raise 'Event loop is closed' by the hundred through
+  sys.unraisablehook (4 lines each): dropped, the first one in the debug
+  log; any other unraisable exception goes to the hook as before."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'cvqvae_jax_quiet', False):
+    return
+  dropped = [0]
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and 'Event loop is closed' in str(
+        error):
+      dropped[0] += 1
+      if dropped[0] == 1:
+        logging.debug('A callback after a failed save (more are dropped):',
+                      exc_info=(unraisable.exc_type, error,
+                                unraisable.exc_traceback))
+      return
+    previous(unraisable)
+
+  hook.cvqvae_jax_quiet = True
+  sys.unraisablehook = hook
+
+
+# What orbax's background threads log (at ERROR, with a traceback each) when
+# a save fails for want of space, or is cut off by the process's exit.
+FAILED_SAVE_MARKS = ('RESOURCE_EXHAUSTED', 'No space left',
+                     'after interpreter shutdown')
+
+
+class _FailedSaveNoise:
+  """Keeps orbax's tracebacks of a save that failed for want of space off
+  the console (save/wait_until_saved report it in one line); with absl's
+  DEBUG verbosity (--verbosity=1) they are shown."""
+
+  def filter(self, record) -> bool:
+    if (record.levelno < std_logging.ERROR or '/orbax/' not in
+        record.pathname.replace(os.sep, '/')):
+      return True
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+      text += f' {record.exc_info[1]}'
+    if not any(mark in text for mark in FAILED_SAVE_MARKS):
+      return True
+    return logging.level_debug()
+
+
+def _quiet_failed_saves() -> None:
+  logger = std_logging.getLogger('absl')
+  if not any(isinstance(f, _FailedSaveNoise) for f in logger.filters):
+    logger.addFilter(_FailedSaveNoise())
+
+
+def disk_full_is_one_line(fn: Callable) -> Callable:
+  """For a training loop: an OSError of a full disk raised in it (writing
+  metrics, TensorBoard events, previews) becomes CheckpointSaveError, one
+  line, once the save in flight has ended: that save's own error when it
+  failed too (its half-written folder removed), else the steps intact.
+  Waiting also keeps orbax's threads from being cut off at exit."""
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    try:
+      return fn(*args, **kwargs)
+    except OSError as e:
+      if not _no_space(e):
+        raise
+      logging.debug('Traceback of the full disk:', exc_info=e)
+      managers = [m for m in (r() for r in _MANAGERS) if m is not None]
+      for manager in managers:
+        wait_until_saved(manager)  # Raises the save's own one line.
+      written = getattr(e, 'filename', None) or "the run's outputs"
+      if not managers:
+        raise CheckpointSaveError(
+            f'no space left on device (writing {written}).') from e
+      directory = str(managers[-1].directory)
+      raise CheckpointSaveError(
+          f'no space left on the device of {directory} (writing {written}):'
+          f' {_intact(managers[-1])}. {_space_hint(directory)}.') from e
+
+  return wrapper
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

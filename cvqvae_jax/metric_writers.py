@@ -74,12 +74,16 @@ class MetricWriter:
       return
     record = {'step': int(step), **{k: float(v) for k, v in metrics.items()}}
     line = json.dumps(record) + '\n'
-    if self._append:
-      with self._path.open('a') as f:
-        f.write(line)
-    else:
-      self._lines.append(line)
-      self._path.write_text(''.join(self._lines))
+    try:
+      if self._append:
+        with self._path.open('a') as f:
+          f.write(line)
+      else:
+        self._lines.append(line)
+        self._path.write_text(''.join(self._lines))
+    except OSError:
+      self._drop_events()  # A full disk: tensorboardX would retry at exit.
+      raise
     if self._tb is not None:
       for name, value in metrics.items():
         self._tb.add_scalar(name, float(value), int(step))
@@ -90,11 +94,33 @@ class MetricWriter:
     if self._enabled and self._tb is not None:
       self._tb.add_image(name, image, int(step), dataformats='HWC')
 
+  def _drop_events(self) -> None:
+    """Closes tensorboardX's writers; when that fails (a full disk), the
+    events not yet written are dropped and its threads stopped, so that it
+    does not fail again, with tracebacks, when the process exits."""
+    tb, self._tb = self._tb, None
+    if tb is None:
+      return
+    try:
+      tb.close()
+    except OSError:
+      for writer in list((getattr(tb, 'all_writers', None) or {}).values()):
+        events = getattr(writer, 'event_writer', None)
+        worker = getattr(events, '_worker', None)
+        if worker is not None and worker.is_alive():
+          worker.stop()
+        if events is not None:
+          events._closed = True  # pylint: disable=protected-access
+
   def close(self) -> None:
     if self._tb is not None:
-      self._tb.flush()
-      self._tb.close()
-      self._tb = None
+      try:
+        self._tb.flush()
+        self._tb.close()
+        self._tb = None
+      except OSError:
+        self._drop_events()
+        raise
     if self._staging is not None:
       for name in os.listdir(self._staging):
         epath.Path(self._staging, name).copy(self._workdir / name,

@@ -256,6 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return _train(config, workdir) or {}
 
 
+@checkpointing.disk_full_is_one_line
 def _train(config: ml_collections.ConfigDict, workdir: str, *,
            final: bool = True) -> dict[str, float] | None:
   """One stage: trains `config`'s model to config.num_train_steps. Returns

@@ -3,6 +3,7 @@ checkpoint, a SIGKILL during a save, two jobs on one workdir."""
 
 import glob
 import json
+import logging as std_logging
 import os
 import shutil
 import signal
@@ -419,6 +420,29 @@ def test_a_save_that_fails_is_one_line_and_the_steps_before_stay(
   assert sorted(os.listdir(directory)) == ['4', '6']
 
 
+def test_a_full_disk_when_writing_metrics_is_one_line(four_steps, tmp_path,
+                                                      monkeypatch):
+  """ENOSPC outside a save (metrics.jsonl here): one line naming the
+  checkpoint folder and the steps intact, after the save in flight."""
+  workdir = _copy(four_steps, tmp_path / 'metrics_full')
+  real_write = train.metric_writers.MetricWriter.write
+
+  def write(self, step, metrics):
+    if step == 6:
+      raise OSError(28, 'No space left on device')
+    real_write(self, step, metrics)
+
+  monkeypatch.setattr(train.metric_writers.MetricWriter, 'write', write)
+  with pytest.raises(checkpointing.CheckpointSaveError) as raised:
+    train.train_and_evaluate(_one_stage(num_train_steps=8), workdir)
+  message = str(raised.value)
+  directory = os.path.join(workdir, 'checkpoints')
+  assert message.startswith(
+      f'no space left on the device of {directory} (writing the run\'s '
+      'outputs): steps 2 and 4 are intact. free space in'), message
+  assert '\n' not in message
+
+
 def _mount_tmpfs(path, size):
   os.makedirs(path)
   done = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}',
@@ -453,6 +477,60 @@ def test_a_real_full_file_system_during_a_save(tmp_path):
       train.train_and_evaluate(
           _one_stage(num_train_steps=8, max_checkpoints_to_keep=5), workdir)
     assert _train_steps(workdir) == [2, 4]  # Nothing trained after step 4.
+  finally:
+    subprocess.run(['umount', '-l', str(mount)], check=False)
+
+
+def test_asyncio_echoes_of_a_failed_save_are_dropped(tmp_path, caplog):
+  """The records asyncio logs after a save failed in TensorStore's event
+  loop repeat the one-line error: dropped; others from asyncio stay."""
+  checkpointing.create_manager(str(tmp_path), 1).close()
+  logger = std_logging.getLogger('asyncio')
+  with caplog.at_level(std_logging.DEBUG, logger='asyncio'):
+    logger.error('Task exception was never retrieved\nfuture: <Task ...>')
+    logger.error('Exception in callback _chain_future.<locals>.'
+                 '_call_set_state(<Future ...>)')
+    logger.error('%s', RuntimeError('Event loop is closed'))
+    logger.warning('Executing <Task ...> took 0.2 seconds')
+  assert [r.getMessage() for r in caplog.records] == [
+      'Executing <Task ...> took 0.2 seconds']
+
+
+FILL_DURING_A_SAVE = (
+    'import sys\n'
+    'from absl import app\n'
+    'from cvqvae_jax import checkpointing, main\n'
+    # The check before each save lets the save start: the disk fills in it.
+    'checkpointing.check_space = lambda *a, **k: None\n'
+    'app.run(main.main, flags_parser=main._parse_flags)\n')
+
+
+def test_a_disk_that_fills_during_a_save_is_one_line_on_the_console(
+    tmp_path):
+  """The console of a command-line run whose disk fills while a save
+  writes (and the metrics after it): the one error line and nothing else
+  but the progress lines; no half-written folder is left."""
+  mount = tmp_path / 'small'
+  if os.geteuid() != 0 or not _mount_tmpfs(mount, '2200k'):
+    pytest.skip('mounting a tmpfs needs root')
+  try:
+    workdir = str(mount / 'run')
+    proc = subprocess.run(
+        [sys.executable, '-c', FILL_DURING_A_SAVE,
+         '--config=configs/default.py', f'--workdir={workdir}',
+         '--config.stage_one.model=', '--config.num_train_steps=8',
+         '--config.checkpoint_every_steps=2',
+         '--config.max_checkpoints_to_keep=5', *TINY_FLAGS],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=subprocess_env())
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = [l for l in (proc.stdout + proc.stderr).splitlines()
+             if not l.startswith('I')]  # absl's INFO lines: the progress.
+    assert len(lines) == 1, '\n'.join(lines[:40])
+    assert lines[0].startswith('error: no space left for step '), lines[0]
+    directory = os.path.join(workdir, 'checkpoints')
+    assert not [n for n in os.listdir(directory)
+                if checkpointing.TMP_MARK in n]
   finally:
     subprocess.run(['umount', '-l', str(mount)], check=False)
 
