@@ -122,9 +122,22 @@ def _jitted(model, learning_rate: float, steps: int):
   return step_fn, xla_options.jit(functools.partial(_predict, model))
 
 
+def _init_fn(model, image_shape):
+  """key -> the variables of a fresh classifier."""
+  return lambda key: model.init(
+      key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_init(model, image_shape: tuple[int, ...]):
+  """_init_fn compiled once per architecture and image shape
+  (xla_options.jit_init: the same bits as Flax's init run op by op, which
+  compiled each of its ~100 ops on first use)."""
+  return xla_options.jit_init(_init_fn(model, image_shape))
+
+
 def _init_variables(model, image_shape, seed: int):
-  return model.init(jax.random.key(seed),
-                    jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  return _jitted_init(model, tuple(image_shape))(jax.random.key(seed))
 
 
 def _test_scores(clf_apply, variables, config, label_index: int):
@@ -195,7 +208,7 @@ def load_or_train(config, workdir: str) -> dict[str, Classifier]:
   model = resnet.create_resnet(config.eval.classifier)
   step_fn, predict = _jitted(model, config.eval.classifier_learning_rate,
                              config.eval.classifier_steps)
-  abstract = jax.eval_shape(lambda: _init_variables(model, image_shape, 0))
+  abstract = jax.eval_shape(_init_fn(model, image_shape), jax.random.key(0))
   out = {}
   for index, label in enumerate(config.data.labels):
     description = describe(config, label)

@@ -309,6 +309,9 @@ def test_wall_time_line_splits_the_run_and_evaluation_compiles_once(
   evaluation with a newly built (equal) model compiles nothing."""
   config = _one_stage(num_train_steps=3, eval_every_steps=2,
                       log_every_steps=1, checkpoint_every_steps=3)
+  # As in a new process (other tests compiled this model's programs).
+  evaluation.manipulate.jitted.cache_clear()
+  evaluation._jitted_steps.cache_clear()  # pylint: disable=protected-access
   with profiling.Compilations() as compiled:
     results = train.train_and_evaluate(config, str(tmp_path))
   line = WALL_LINE.search(capsys.readouterr().out)
