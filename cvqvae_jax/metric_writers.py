@@ -106,9 +106,12 @@ class MetricWriter:
     except OSError:
       for writer in list((getattr(tb, 'all_writers', None) or {}).values()):
         events = getattr(writer, 'event_writer', None)
-        worker = getattr(events, '_worker', None)
-        if worker is not None and worker.is_alive():
-          worker.stop()
+        try:
+          worker = getattr(events, '_worker', None)
+          if worker is not None and worker.is_alive():
+            worker.stop()
+        except Exception:  # pylint: disable=broad-exception-caught
+          pass  # Its thread is a daemon: it ends with the process.
         if events is not None:
           events._closed = True  # pylint: disable=protected-access
 
