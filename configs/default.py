@@ -125,6 +125,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Swapped decodes re-encoded in every train pass, for the swap-consistency
   # weights objective.swap_* below (docs/model.md, "Extensions").
   model.swap_consistency = False
+  # f(y, c) modulates every decoder block (FiLM), not only its first dense
+  # layer (docs/model.md, "Extensions").
+  model.feature_film = False
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)
@@ -143,6 +146,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Weight of the MMD between the z of y = 1 and y = 0 in each batch: a
   # kernel penalty that removes y from z (docs/model.md, "Extensions").
   objective.z_mmd = 0.0
+  # Weight of the normalised HSIC between E_phi's z and y in each batch
+  # (in [0, 1]; docs/model.md, "Extensions").
+  objective.z_hsic = 0.0
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

@@ -70,6 +70,7 @@ TERMS: dict[str, Term] = {
     'z_adversary': Term(1.0),
     'z_invariance': Term('z_invariance'),
     'z_mmd': Term('z_mmd'),
+    'z_hsic': Term('z_hsic'),
     'swap_z_cycle': Term('swap_z_cycle'),
     'swap_c_cycle': Term('swap_c_cycle'),
     'swap_classification': Term('swap_classification'),
@@ -358,9 +359,53 @@ def z_mmd_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   return {'z_mmd': label_mmd(out['z_q'], jax.lax.stop_gradient(out['y']))}
 
 
+def label_cka(z: jax.Array, y: jax.Array) -> jax.Array:
+  """How much z depends on y within a batch: the normalised
+  Hilbert-Schmidt independence criterion (centred kernel alignment) between
+  an RBF kernel on z and the linear kernel on each label's indicator (the
+  HSIC penalty of fair representations, Quadrianto et al. 2019, in the
+  normalised form of Kornblith et al. 2019).
+
+  It is taken at every latent position separately (an RBF kernel on that
+  position's vector, at its median squared distance, held fixed) and
+  averaged over positions, then summed over labels: it sees what any single
+  position says of y, which is where a convolutional encoder puts a local
+  label such as glasses. The biased (V-statistic) estimate is >= 0, so it
+  cannot be driven below zero, and each position's lies in [0, 1] whatever
+  the scale of z: 1 when the kernel is y's, about 1 / sqrt(B) when z is
+  independent of y (the sampling noise of a batch of B).
+  z: (B, ..., D) latents ((B, D): one position); y: (B, L, 2).
+  """
+  n = z.shape[0]
+  z = z.reshape(n, -1, z.shape[-1]).astype(jnp.float32)
+  d2 = jnp.sum(jnp.square(z[:, None] - z[None]), -1)        # (B, B, P)
+  rows, cols = jnp.triu_indices(n, 1)
+  median = jax.lax.stop_gradient(jnp.median(d2[rows, cols], axis=0))
+  k = jnp.exp(-d2 / (median + 1e-8))
+  k = k - k.mean(0, keepdims=True)                         # H K H
+  k = k - k.mean(1, keepdims=True)
+  k_norm = jnp.sqrt(jnp.sum(jnp.square(k), axis=(0, 1)))   # (P,)
+  u = y[:, :, 1].astype(jnp.float32)                        # (B, L)
+  u = u - u.mean(0)
+  aligned = jnp.einsum('il,ijp,jl->lp', u, k, u)            # (L, P)
+  cka = aligned / jnp.maximum(k_norm[None] * jnp.sum(u * u, 0)[:, None],
+                              1e-8)
+  return jnp.sum(jnp.mean(cka, axis=-1))
+
+
+def z_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
+  """z_hsic: label_cka of E_phi's output (CVQVAE's continuous z_e, the
+  Gaussian models' mean) and the labels the pass used (held fixed), when
+  objective.z_hsic > 0; else {}."""
+  if not objective.get('z_hsic', 0.0):
+    return {}
+  z = out['z_e'] if 'z_e' in out else out['z_mean']
+  return {'z_hsic': label_cka(z, jax.lax.stop_gradient(out['y']))}
+
+
 def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   """The terms beyond the paper that a training pass `out` supports
-  (invariance_terms, z_mmd_terms, swap_consistency_terms), for a model's
-  loss_terms; {} when every extension is off."""
+  (invariance_terms, z_mmd_terms, z_hsic_terms, swap_consistency_terms),
+  for a model's loss_terms; {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
-          **swap_consistency_terms(out)}
+          **z_hsic_terms(out, objective), **swap_consistency_terms(out)}

@@ -164,6 +164,9 @@ class Decoder(nn.Module):
   image_size: int
   channels: int
   dtype: Any = jnp.float32
+  # f(y, c) also modulates every block's output (docs/model.md,
+  # "Extensions"): h * (1 + gamma(f)) + beta(f), zero-initialised.
+  feature_film: bool = False
 
   @nn.compact
   def __call__(self, z_flat: jax.Array, y: jax.Array, f: jax.Array,
@@ -183,6 +186,8 @@ class Decoder(nn.Module):
       up = i >= len(self.widths) - num_up
       h = layers.ResBlock(width, 'up' if up else 'none', self.dtype,
                           name=f'block_{i}')(h, style)
+      if self.feature_film:
+        h = layers.FiLM(self.dtype, name=f'film_{i}')(h, f)
       res = res * 2 if up else res
     h = layers.leaky_relu(h)
     h = nn.Conv(self.channels, (1, 1), dtype=self.dtype, name='to_image')(h)
@@ -233,6 +238,8 @@ class ConditionalVAE(nn.Module):
   # Swapped decodes re-encoded in every train pass (docs/model.md,
   # "Extensions"): the inputs of the swap-consistency terms.
   swap_consistency: bool = False
+  # f(y, c) modulates every decoder block (FiLM; docs/model.md, "Extensions").
+  feature_film: bool = False
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -246,7 +253,7 @@ class ConditionalVAE(nn.Module):
 
   def _decoder(self) -> Decoder:
     return Decoder(self.decoder_widths, self.image_size, self.channels,
-                   self.dtype)
+                   self.dtype, self.feature_film)
 
   def _z_adversary(self):
     if not self.z_adversary_width:
