@@ -149,6 +149,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Weight of the normalised HSIC between E_phi's z and y in each batch
   # (in [0, 1]; docs/model.md, "Extensions").
   objective.z_hsic = 0.0
+  # ... and between each label's c and z (held fixed): c leaves out what z
+  # knows (docs/model.md, "Extensions").
+  objective.c_hsic = 0.0
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +71,7 @@ TERMS: dict[str, Term] = {
     'z_invariance': Term('z_invariance'),
     'z_mmd': Term('z_mmd'),
     'z_hsic': Term('z_hsic'),
+    'c_hsic': Term('c_hsic'),
     'swap_z_cycle': Term('swap_z_cycle'),
     'swap_c_cycle': Term('swap_c_cycle'),
     'swap_classification': Term('swap_classification'),
@@ -359,6 +360,29 @@ def z_mmd_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   return {'z_mmd': label_mmd(out['z_q'], jax.lax.stop_gradient(out['y']))}
 
 
+def _centred_rbf(z: jax.Array) -> jax.Array:
+  """RBF kernels of z at every latent position, each at that position's
+  median squared distance (held fixed), doubly centred (H K H):
+  (B, ..., D) -> (B, B, P); a (B, D) input is one position."""
+  n = z.shape[0]
+  z = z.reshape(n, -1, z.shape[-1]).astype(jnp.float32)
+  d2 = jnp.sum(jnp.square(z[:, None] - z[None]), -1)        # (B, B, P)
+  rows, cols = jnp.triu_indices(n, 1)
+  median = jax.lax.stop_gradient(jnp.median(d2[rows, cols], axis=0))
+  k = jnp.exp(-d2 / (median + 1e-8))
+  k = k - k.mean(0, keepdims=True)
+  return k - k.mean(1, keepdims=True)
+
+
+def _alignment(k: jax.Array, m: jax.Array) -> jax.Array:
+  """Centred kernel alignment <K, M> / (|K| |M|) of centred (B, B, ...)
+  kernels, over the first two axes; 0 where either is 0."""
+  inner = jnp.sum(k * m, axis=(0, 1))
+  norms = (jnp.sqrt(jnp.sum(jnp.square(k), axis=(0, 1)))
+           * jnp.sqrt(jnp.sum(jnp.square(m), axis=(0, 1))))
+  return inner / jnp.maximum(norms, 1e-8)
+
+
 def label_cka(z: jax.Array, y: jax.Array) -> jax.Array:
   """How much z depends on y within a batch: the normalised
   Hilbert-Schmidt independence criterion (centred kernel alignment) between
@@ -376,21 +400,30 @@ def label_cka(z: jax.Array, y: jax.Array) -> jax.Array:
   independent of y (the sampling noise of a batch of B).
   z: (B, ..., D) latents ((B, D): one position); y: (B, L, 2).
   """
-  n = z.shape[0]
-  z = z.reshape(n, -1, z.shape[-1]).astype(jnp.float32)
-  d2 = jnp.sum(jnp.square(z[:, None] - z[None]), -1)        # (B, B, P)
-  rows, cols = jnp.triu_indices(n, 1)
-  median = jax.lax.stop_gradient(jnp.median(d2[rows, cols], axis=0))
-  k = jnp.exp(-d2 / (median + 1e-8))
-  k = k - k.mean(0, keepdims=True)                         # H K H
-  k = k - k.mean(1, keepdims=True)
-  k_norm = jnp.sqrt(jnp.sum(jnp.square(k), axis=(0, 1)))   # (P,)
-  u = y[:, :, 1].astype(jnp.float32)                        # (B, L)
-  u = u - u.mean(0)
-  aligned = jnp.einsum('il,ijp,jl->lp', u, k, u)            # (L, P)
-  cka = aligned / jnp.maximum(k_norm[None] * jnp.sum(u * u, 0)[:, None],
-                              1e-8)
-  return jnp.sum(jnp.mean(cka, axis=-1))
+  k = _centred_rbf(z)                                        # (B, B, P)
+  total = jnp.zeros((), jnp.float32)
+  for l in range(y.shape[1]):
+    u = y[:, l, 1].astype(jnp.float32)
+    u = u - u.mean()
+    total = total + jnp.mean(_alignment(k, jnp.outer(u, u)[..., None]))
+  return total
+
+
+def features_cka(c: Sequence[jax.Array], z: jax.Array) -> jax.Array:
+  """How much each label's features c depend on z within a batch: the
+  centred kernel alignment between an RBF kernel on c_l (at its median
+  distance) and the mean over latent positions of z's RBF kernels, summed
+  over labels. What z already carries (the face, the background) is what
+  c should not: 0 when c_l is independent of z, 1 when they induce the
+  same similarities. The diagonals (each example with itself) are left
+  out: with them two unrelated high-dimensional kernels align through their
+  diagonals alone. c: one (B, n_l) array per label; z: (B, ..., D)."""
+  off = 1.0 - jnp.eye(z.shape[0])
+  k_z = jnp.mean(_centred_rbf(z), axis=-1) * off
+  total = jnp.zeros((), jnp.float32)
+  for c_l in c:
+    total = total + _alignment(_centred_rbf(c_l)[..., 0] * off, k_z)
+  return total
 
 
 def z_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
@@ -403,9 +436,20 @@ def z_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   return {'z_hsic': label_cka(z, jax.lax.stop_gradient(out['y']))}
 
 
+def c_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
+  """c_hsic: features_cka of each label's c (out['c']) and E_phi's output
+  held fixed, when objective.c_hsic > 0; else {}. It trains C_phi to leave
+  out of c what z knows, not E_phi to forget it."""
+  if not objective.get('c_hsic', 0.0):
+    return {}
+  z = out['z_e'] if 'z_e' in out else out['z_mean']
+  return {'c_hsic': features_cka(out['c'], jax.lax.stop_gradient(z))}
+
+
 def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   """The terms beyond the paper that a training pass `out` supports
   (invariance_terms, z_mmd_terms, z_hsic_terms, swap_consistency_terms),
   for a model's loss_terms; {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
-          **z_hsic_terms(out, objective), **swap_consistency_terms(out)}
+          **z_hsic_terms(out, objective), **c_hsic_terms(out, objective),
+          **swap_consistency_terms(out)}

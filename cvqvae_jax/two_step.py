@@ -165,6 +165,7 @@ def stage_one_config(config: ml_collections.ConfigDict
 EXTENSIONS = (('z_invariance', 'label adversary on z'),
               ('z_mmd', 'MMD of z across y'),
               ('z_hsic', 'HSIC of z and y'),
+              ('c_hsic', 'HSIC of c and z'),
               ('swap_z_cycle', 'swap z cycle'),
               ('swap_c_cycle', 'swap c cycle'),
               ('swap_classification', 'swap classification'))

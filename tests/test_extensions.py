@@ -148,7 +148,7 @@ def test_paper_configs_have_every_extension_off(name):
   assert config.model.z_adversary_width == 0
   assert not config.model.swap_consistency
   assert not config.model.feature_film
-  for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'swap_z_cycle',
+  for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'swap_z_cycle',
                  'swap_c_cycle', 'swap_classification'):
     assert config.objective[weight] == 0.0
 
@@ -208,14 +208,44 @@ def test_label_cka_by_hand():
   assert float(objectives.label_cka(jnp.asarray(shifted), labels)) > 0.8
 
 
+def test_features_cka_by_hand():
+  # Four examples, one position of z and c both (0, 0, 1, 1): squared
+  # distances 0 or 1, medians 1, the same kernel; with the diagonals left
+  # out, the centred kernels still agree: alignment 1. c = (0, 1, 0, 1)
+  # splits the examples the other way: the centred kernels are s s^T / 2
+  # and t t^T / 2 (s = (1, 1, -1, -1), t = (1, -1, 1, -1)), whose 12
+  # off-diagonal entries (all +-1/2) agree in 4 and differ in 8: -1/3.
+  z = jnp.array([[0.0], [0.0], [1.0], [1.0]])
+  np.testing.assert_allclose(objectives.features_cka([z], z), 1.0, rtol=1e-5)
+  other = jnp.array([[0.0], [1.0], [0.0], [1.0]])
+  np.testing.assert_allclose(objectives.features_cka([other], z), -1 / 3,
+                             rtol=1e-5)
+  # Labels add up; scale-free; small for independent c, large when z holds
+  # c's values at every position.
+  np.testing.assert_allclose(objectives.features_cka([z, 5 * z], z), 2.0,
+                             rtol=1e-5)
+  rng = np.random.default_rng(0)
+  latent = rng.normal(size=(32, 4, 4, 8))
+  c = rng.normal(size=(32, 4))
+  assert abs(float(objectives.features_cka([jnp.asarray(c)],
+                                           jnp.asarray(latent)))) < 0.2
+  latent[..., :4] += 2.0 * c[:, None, None, :]
+  assert float(objectives.features_cka([jnp.asarray(c)],
+                                       jnp.asarray(latent))) > 0.8
+
+
 @pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
-def test_hsic_trains_only_the_encoder(name):
+def test_hsic_terms_train_only_their_side(name):
   config = tiny_config(**{'model.name': name, 'stage_one.model': '',
-                          'objective.z_hsic': 1.0})
+                          'objective.z_hsic': 1.0, 'objective.c_hsic': 1.0})
   g = _grads(config, 'z_hsic')
   assert g['encoder'] > 0
   assert all(v == 0 for k, v in g.items()
              if k not in ('encoder', 'to_gaussian')), g
+  # c leaves out what z knows: C_phi moves, E_phi does not.
+  g = _grads(config, 'c_hsic')
+  assert g['feature_net'] > 0
+  assert all(v == 0 for k, v in g.items() if k != 'feature_net'), g
 
 
 def test_film_starts_as_the_identity_and_gives_f_a_voice():
