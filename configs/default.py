@@ -128,6 +128,10 @@ def get_config() -> ml_collections.ConfigDict:
   # f(y, c) modulates every decoder block (FiLM), not only its first dense
   # layer (docs/model.md, "Extensions").
   model.feature_film = False
+  # Probability that a training example's decoder tokens of a label carry
+  # nothing of it (the mean of its two tokens): the decoder must then draw
+  # the label from f(y, c) (docs/model.md, "Extensions").
+  model.token_dropout = 0.0
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)

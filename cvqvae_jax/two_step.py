@@ -177,6 +177,8 @@ def extensions(config: ml_collections.ConfigDict) -> list[str]:
            if config.objective.get(field, 0.0)]
   if config.model.get('feature_film', False):
     names.append('FiLM of f(y, c)')
+  if config.model.get('token_dropout', 0.0):
+    names.append('token dropout')
   return names
 
 

@@ -291,3 +291,45 @@ def test_the_recipe_names_its_extensions():
   config = tiny_config(**{'objective.z_hsic': 1.0, 'model.feature_film': True})
   assert two_step.variant(config) == ('E (CVQVAE, two-step) + HSIC of z and y'
                                       ' + FiLM of f(y, c)')
+
+
+def test_token_dropout_hides_the_label_from_the_decoder_tokens():
+  from cvqvae_jax import models  # pylint: disable=g-import-not-at-top
+  config = tiny_config(**{'model.token_dropout': 1.0})
+  setup = train.build(config)
+  params = train.jit_init(setup)(jax.random.key(0)).params
+  model = setup.model
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(4, config.model.latent_grid,
+                                   config.model.latent_grid,
+                                   config.model.code_dim)), jnp.float32)
+  y = jax.nn.one_hot(jnp.array([[0, 1], [1, 0], [1, 1], [0, 0]]), 2)
+  c = tuple(jnp.asarray(rng.normal(size=(4, n)), jnp.float32)
+            for n in model.feature_sizes)
+  run = lambda m, method, **kw: m.apply(
+      {'params': params}, z, y, c, method=method,
+      rngs={'sample': jax.random.key(1)}, **kw)
+  dropped = run(model, lambda m, *a: m.train_decode(*a))
+  half = jnp.full_like(y, 0.5)
+  np.testing.assert_allclose(
+      dropped, run(model, lambda m, *a: m.decode(*a, token_y=half)),
+      atol=1e-6)
+  assert float(jnp.max(jnp.abs(dropped - run(model, 'decode')))) > 1e-4
+  # At rate 0 a training decode is the plain one (and draws no randomness).
+  plain = models.for_config(tiny_config(), (16, 16, 3))
+  np.testing.assert_allclose(run(plain, lambda m, *a: m.train_decode(*a)),
+                             run(plain, 'decode'), atol=0)
+
+
+def test_checkpoints_from_before_an_extension_load_with_it_off():
+  from cvqvae_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  old = {'model': {'name': 'cvqvae', 'num_codes': 8}}
+  off = {'model': {'name': 'cvqvae', 'num_codes': 8, 'feature_film': False,
+                   'token_dropout': 0.0}}
+  assert checkpointing.describe_differences(old, off) == []
+  on = {'model': {'name': 'cvqvae', 'num_codes': 8, 'feature_film': True}}
+  assert checkpointing.describe_differences(old, on) == [
+      "model.feature_film: checkpoint '<absent>', config True"]
+  other = {'model': {'name': 'cvqvae', 'num_codes': 0}}
+  assert checkpointing.describe_differences(old, other) == [
+      'model.num_codes: checkpoint 8, config 0']

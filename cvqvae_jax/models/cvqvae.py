@@ -240,6 +240,10 @@ class ConditionalVAE(nn.Module):
   swap_consistency: bool = False
   # f(y, c) modulates every decoder block (FiLM; docs/model.md, "Extensions").
   feature_film: bool = False
+  # In training, each label's decoder tokens are replaced by the mean of its
+  # two tokens with this probability per example (docs/model.md,
+  # "Extensions"): the decoder must then draw the label from f(y, c).
+  token_dropout: float = 0.0
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -317,13 +321,26 @@ class ConditionalVAE(nn.Module):
              for l, (c_l, kind) in enumerate(zip(c, self.feature_kinds))]
     return jnp.concatenate(parts, axis=-1)
 
-  def decode(self, z: jax.Array, y: jax.Array,
-             c: Sequence[jax.Array]) -> jax.Array:
+  def decode(self, z: jax.Array, y: jax.Array, c: Sequence[jax.Array],
+             token_y: jax.Array | None = None) -> jax.Array:
     """D_theta(z, y, f(y, c)) -> (B, S, S, C); z is z_q for the categorical
-    models, the Gaussian sample (or mean) for the Gaussian ones."""
+    models, the Gaussian sample (or mean) for the Gaussian ones. token_y,
+    when given, selects the decoder's tokens in place of y (train_decode)."""
     z_flat = z.reshape(z.shape[0], -1)
-    return self.decoder(z_flat, y, self.features(y, c),
-                        self.decoder_style(z_flat))
+    return self.decoder(z_flat, y if token_y is None else token_y,
+                        self.features(y, c), self.decoder_style(z_flat))
+
+  def train_decode(self, z: jax.Array, y: jax.Array,
+                   c: Sequence[jax.Array]) -> jax.Array:
+    """decode() of a training pass: with token_dropout > 0, each label's
+    decoder tokens of each example are, with that probability, the mean of
+    its two tokens (y = (1/2, 1/2)) and carry nothing of the label; f(y, c)
+    keeps the label ('sample' rng)."""
+    if not self.token_dropout:
+      return self.decode(z, y, c)
+    drop = jax.random.bernoulli(self.make_rng('sample'), self.token_dropout,
+                                y.shape[:2])[..., None]
+    return self.decode(z, y, c, jnp.where(drop, 0.5, y).astype(y.dtype))
 
   def init_from_batch(self, params, batch: dict[str, jax.Array],
                       rng: jax.Array):
@@ -499,7 +516,7 @@ class CVQVAE(ConditionalVAE):
 
     if self.vq_target == 'nearest':
       z_code = self.codebook.lookup(jnp.argmax(z_logits, axis=-1))
-    x_hat = self.decode(z_q, y, c)
+    x_hat = self.train_decode(z_q, y, c) if train else self.decode(z_q, y, c)
     extra = {}
     if train:
       extra = {**self.adversary_outputs(z_q),
