@@ -156,6 +156,8 @@ def get_config() -> ml_collections.ConfigDict:
   # ... and between each label's c and z (held fixed): c leaves out what z
   # knows (docs/model.md, "Extensions").
   objective.c_hsic = 0.0
+  # ... and between each label's c and the other labels' y.
+  objective.c_labels_hsic = 0.0
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

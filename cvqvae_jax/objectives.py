@@ -72,6 +72,7 @@ TERMS: dict[str, Term] = {
     'z_mmd': Term('z_mmd'),
     'z_hsic': Term('z_hsic'),
     'c_hsic': Term('c_hsic'),
+    'c_labels_hsic': Term('c_labels_hsic'),
     'swap_z_cycle': Term('swap_z_cycle'),
     'swap_c_cycle': Term('swap_c_cycle'),
     'swap_classification': Term('swap_classification'),
@@ -446,10 +447,37 @@ def c_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   return {'c_hsic': features_cka(out['c'], jax.lax.stop_gradient(z))}
 
 
+def other_labels_cka(c: Sequence[jax.Array], y: jax.Array) -> jax.Array:
+  """How much each label's c knows of the other labels: label_cka of c_l
+  (one position) and the indicators of every label but l, summed over l;
+  0 for one label. A label's features are not another label's: without it
+  the smile's c may carry the glasses once z does not (docs/results.md).
+  c: one (B, n_l) array per label; y: (B, L, 2)."""
+  total = jnp.zeros((), jnp.float32)
+  for l, c_l in enumerate(c):
+    others = jnp.concatenate([y[:, :l], y[:, l + 1:]], axis=1)
+    if others.shape[1]:
+      total = total + label_cka(c_l, others)
+  return total
+
+
+def c_labels_hsic_terms(out: Mapping[str, Any], objective
+                        ) -> dict[str, jax.Array]:
+  """c_labels_hsic: other_labels_cka of out['c'] and the labels the pass
+  used (held fixed), when objective.c_labels_hsic > 0; else {}. Trains only
+  C_phi."""
+  if not objective.get('c_labels_hsic', 0.0):
+    return {}
+  return {'c_labels_hsic': other_labels_cka(
+      out['c'], jax.lax.stop_gradient(out['y']))}
+
+
 def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   """The terms beyond the paper that a training pass `out` supports
-  (invariance_terms, z_mmd_terms, z_hsic_terms, swap_consistency_terms),
+  (invariance_terms, z_mmd_terms, z_hsic_terms, c_hsic_terms,
+  c_labels_hsic_terms, swap_consistency_terms),
   for a model's loss_terms; {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
           **z_hsic_terms(out, objective), **c_hsic_terms(out, objective),
+          **c_labels_hsic_terms(out, objective),
           **swap_consistency_terms(out)}

@@ -166,6 +166,7 @@ EXTENSIONS = (('z_invariance', 'label adversary on z'),
               ('z_mmd', 'MMD of z across y'),
               ('z_hsic', 'HSIC of z and y'),
               ('c_hsic', 'HSIC of c and z'),
+              ('c_labels_hsic', 'HSIC of c and the other labels'),
               ('swap_z_cycle', 'swap z cycle'),
               ('swap_c_cycle', 'swap c cycle'),
               ('swap_classification', 'swap classification'))

@@ -148,8 +148,9 @@ def test_paper_configs_have_every_extension_off(name):
   assert config.model.z_adversary_width == 0
   assert not config.model.swap_consistency
   assert not config.model.feature_film
-  for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'swap_z_cycle',
-                 'swap_c_cycle', 'swap_classification'):
+  assert config.model.token_dropout == 0.0
+  for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
+                 'swap_z_cycle', 'swap_c_cycle', 'swap_classification'):
     assert config.objective[weight] == 0.0
 
 
@@ -246,6 +247,23 @@ def test_hsic_terms_train_only_their_side(name):
   g = _grads(config, 'c_hsic')
   assert g['feature_net'] > 0
   assert all(v == 0 for k, v in g.items() if k != 'feature_net'), g
+  config.objective.c_labels_hsic = 1.0
+  g = _grads(config, 'c_labels_hsic')
+  assert g['feature_net'] > 0
+  assert all(v == 0 for k, v in g.items() if k != 'feature_net'), g
+
+
+def test_other_labels_cka_by_hand():
+  # Two labels on four examples. The first label's c copies the second
+  # label (CKA 1 against it), the second's c splits the examples as the
+  # first label does not (orthogonal: 0).
+  y = jax.nn.one_hot(jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]]), 2)
+  copies = jnp.array([[0.0], [1.0], [0.0], [1.0]])
+  orthogonal = jnp.array([[0.0], [1.0], [0.0], [1.0]])
+  np.testing.assert_allclose(
+      objectives.other_labels_cka([copies, orthogonal], y), 1.0, rtol=1e-5)
+  # One label: no other to know.
+  assert float(objectives.other_labels_cka([copies], y[:, :1])) == 0.0
 
 
 def test_film_starts_as_the_identity_and_gives_f_a_voice():
