@@ -125,6 +125,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Swapped decodes re-encoded in every train pass, for the swap-consistency
   # weights objective.swap_* below (docs/model.md, "Extensions").
   model.swap_consistency = False
+  # f(y, c) modulates every decoder block (FiLM), not only its first dense
+  # layer (docs/model.md, "Extensions").
+  model.feature_film = False
+  # Probability that a training example's decoder tokens of a label carry
+  # nothing of it (the mean of its two tokens): the decoder must then draw
+  # the label from f(y, c) (docs/model.md, "Extensions").
+  model.token_dropout = 0.0
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)
@@ -143,6 +150,14 @@ def get_config() -> ml_collections.ConfigDict:
   # Weight of the MMD between the z of y = 1 and y = 0 in each batch: a
   # kernel penalty that removes y from z (docs/model.md, "Extensions").
   objective.z_mmd = 0.0
+  # Weight of the normalised HSIC between E_phi's z and y in each batch
+  # (in [0, 1]; docs/model.md, "Extensions").
+  objective.z_hsic = 0.0
+  # ... and between each label's c and z (held fixed): c leaves out what z
+  # knows (docs/model.md, "Extensions").
+  objective.c_hsic = 0.0
+  # ... and between each label's c and the other labels' y.
+  objective.c_labels_hsic = 0.0
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

@@ -397,14 +397,29 @@ def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+_ABSENT = '<absent>'
+
+
+def _off(value: Any) -> bool:
+  """Absent, or an off value (0, False, '' or None)."""
+  return value is _ABSENT or value is None or (
+      not isinstance(value, (list, dict)) and not value)
+
+
 def describe_differences(saved: Mapping[str, Any],
                          current: Mapping[str, Any]) -> list[str]:
-  """'field: checkpoint X, config Y' for every field that differs."""
+  """'field: checkpoint X, config Y' for every field that differs.
+
+  A field absent on one side and off on the other (0, False, '') is no
+  difference: fields added to the config later (the extensions of
+  docs/model.md) are off by default, so checkpoints written before them
+  still load with them off.
+  """
   saved, current = _flatten(saved), _flatten(current)
   lines = []
   for name in sorted(set(saved) | set(current)):
-    a, b = saved.get(name, '<absent>'), current.get(name, '<absent>')
-    if a != b:
+    a, b = saved.get(name, _ABSENT), current.get(name, _ABSENT)
+    if a != b and not (_ABSENT in (a, b) and _off(a) and _off(b)):
       lines.append(f'{name}: checkpoint {a!r}, config {b!r}')
   return lines
 

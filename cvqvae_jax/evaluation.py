@@ -246,8 +246,8 @@ def leakage_results(codec: Codec, params, data, config
                     ) -> dict[str, dict[str, Any]]:
   """leakage.leakage_metrics of the held-out `data`, encoded with the true
   labels (as the swaps are): per label z_leakage and, with procedural
-  factors, c_leakage, c_leakage_factors, c_own_factors_score and
-  c_own_factors."""
+  factors, c_leakage, c_leakage_factors, c_own_factors_score,
+  c_own_factors, z_own_factors_score and z_own_factors."""
   def codes(x, labels):
     out = codec.encode(params, x, labels)
     return {'c': out['c'], 'z_q': out['z_q']}
@@ -268,7 +268,8 @@ def evaluate(params, model, config, codec: Codec | None = None,
   eval_posterior_entropy (categorical z: nats per position), eval_accuracy_LABEL,
   eval_LABEL_z_leakage and, with factors available, eval_LABEL_oracle_*
   (see oracle_swap_errors), eval_LABEL_c_leakage and
-  eval_LABEL_c_own_factors_score (leakage_results; a probe without enough
+  eval_LABEL_c_own_factors_score, eval_LABEL_z_own_factors_score
+  (leakage_results; a probe without enough
   examples is left out)."""
   data = _collect(config, num_examples or config.eval.num_examples)
   codec = codec or Codec(model)
@@ -295,7 +296,8 @@ def evaluate(params, model, config, codec: Codec | None = None,
       results.update({f'eval_{name}_{k}': v for k, v in errors.items()})
   leaks = leakage_results(codec, params, data, config)
   for name, row in leaks.items():
-    for key in ('c_leakage', 'c_own_factors_score', 'z_leakage'):
+    for key in ('c_leakage', 'c_own_factors_score', 'z_leakage',
+                'z_own_factors_score'):
       if row.get(key) is not None:
         results[f'eval_{name}_{key}'] = row[key]
     if row.get('c_leakage_factors'):

@@ -15,6 +15,8 @@ failures:
 * ``z_leakage``: how well the label y is predicted from the test-time
   latent z (z_q flattened, or the Gaussian mean). High values mean that the
   decoder can read y from z and may ignore the swapped y.
+  ``z_own_factors_score`` (procedural labels): how well z predicts the
+  label's own feature factors, which a swap should take from c.
 
 The probe (``probe_scores``) is ridge regression on standardised inputs
 expanded into linear plus random Fourier features (an RBF kernel at two
@@ -271,6 +273,22 @@ def z_leakage(z, y, seed: int = 0) -> float | None:
   return probe(z, np.asarray(y), 'binary', seed=seed)
 
 
+def z_own_factors(z, label: str, factors: Mapping[str, Any],
+                  seed: int = 0) -> dict[str, Any]:
+  """What z (n, ...) knows of procedural label `label`'s own feature
+  factors (its colour, shape, ... where they are shown): the features a
+  swap should take from c, so that z should not hold them. Returns
+  z_own_factors_score (their mean) and z_own_factors {factor: score}."""
+  z = np.asarray(z).reshape(len(z), -1)
+  select = np.ones(len(z), bool)
+  own = procedural.LABEL_FACTORS[label]
+  scores = probe_scores(z, {n: _factor_target(factors, n, select)
+                            for n in own}, seed)
+  scores = {n: v for n, v in scores.items() if v is not None}
+  return {'z_own_factors_score': _mean(scores.values()),
+          'z_own_factors': scores}
+
+
 def leakage_metrics(codes: Mapping[str, Any], labels: np.ndarray,
                     label_names: Sequence[str], kinds: Sequence[str],
                     factors: Mapping[str, Any] | None = None,
@@ -286,5 +304,6 @@ def leakage_metrics(codes: Mapping[str, Any], labels: np.ndarray,
     if factors is not None and name in procedural.LABEL_KINDS:
       row.update(c_leakage(codes['c'][l], labels[:, l], kind, name, factors,
                            seed))
+      row.update(z_own_factors(codes['z_q'], name, factors, seed))
     out[name] = row
   return out

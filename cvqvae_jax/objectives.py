@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +70,9 @@ TERMS: dict[str, Term] = {
     'z_adversary': Term(1.0),
     'z_invariance': Term('z_invariance'),
     'z_mmd': Term('z_mmd'),
+    'z_hsic': Term('z_hsic'),
+    'c_hsic': Term('c_hsic'),
+    'c_labels_hsic': Term('c_labels_hsic'),
     'swap_z_cycle': Term('swap_z_cycle'),
     'swap_c_cycle': Term('swap_c_cycle'),
     'swap_classification': Term('swap_classification'),
@@ -358,9 +361,123 @@ def z_mmd_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   return {'z_mmd': label_mmd(out['z_q'], jax.lax.stop_gradient(out['y']))}
 
 
+def _centred_rbf(z: jax.Array) -> jax.Array:
+  """RBF kernels of z at every latent position, each at that position's
+  median squared distance (held fixed), doubly centred (H K H):
+  (B, ..., D) -> (B, B, P); a (B, D) input is one position."""
+  n = z.shape[0]
+  z = z.reshape(n, -1, z.shape[-1]).astype(jnp.float32)
+  d2 = jnp.sum(jnp.square(z[:, None] - z[None]), -1)        # (B, B, P)
+  rows, cols = jnp.triu_indices(n, 1)
+  median = jax.lax.stop_gradient(jnp.median(d2[rows, cols], axis=0))
+  k = jnp.exp(-d2 / (median + 1e-8))
+  k = k - k.mean(0, keepdims=True)
+  return k - k.mean(1, keepdims=True)
+
+
+def _alignment(k: jax.Array, m: jax.Array) -> jax.Array:
+  """Centred kernel alignment <K, M> / (|K| |M|) of centred (B, B, ...)
+  kernels, over the first two axes; 0 where either is 0."""
+  inner = jnp.sum(k * m, axis=(0, 1))
+  norms = (jnp.sqrt(jnp.sum(jnp.square(k), axis=(0, 1)))
+           * jnp.sqrt(jnp.sum(jnp.square(m), axis=(0, 1))))
+  return inner / jnp.maximum(norms, 1e-8)
+
+
+def label_cka(z: jax.Array, y: jax.Array) -> jax.Array:
+  """How much z depends on y within a batch: the normalised
+  Hilbert-Schmidt independence criterion (centred kernel alignment) between
+  an RBF kernel on z and the linear kernel on each label's indicator (the
+  HSIC penalty of fair representations, Quadrianto et al. 2019, in the
+  normalised form of Kornblith et al. 2019).
+
+  It is taken at every latent position separately (an RBF kernel on that
+  position's vector, at its median squared distance, held fixed) and
+  averaged over positions, then summed over labels: it sees what any single
+  position says of y, which is where a convolutional encoder puts a local
+  label such as glasses. The biased (V-statistic) estimate is >= 0, so it
+  cannot be driven below zero, and each position's lies in [0, 1] whatever
+  the scale of z: 1 when the kernel is y's, about 1 / sqrt(B) when z is
+  independent of y (the sampling noise of a batch of B).
+  z: (B, ..., D) latents ((B, D): one position); y: (B, L, 2).
+  """
+  k = _centred_rbf(z)                                        # (B, B, P)
+  total = jnp.zeros((), jnp.float32)
+  for l in range(y.shape[1]):
+    u = y[:, l, 1].astype(jnp.float32)
+    u = u - u.mean()
+    total = total + jnp.mean(_alignment(k, jnp.outer(u, u)[..., None]))
+  return total
+
+
+def features_cka(c: Sequence[jax.Array], z: jax.Array) -> jax.Array:
+  """How much each label's features c depend on z within a batch: the
+  centred kernel alignment between an RBF kernel on c_l (at its median
+  distance) and the mean over latent positions of z's RBF kernels, summed
+  over labels. What z already carries (the face, the background) is what
+  c should not: 0 when c_l is independent of z, 1 when they induce the
+  same similarities. The diagonals (each example with itself) are left
+  out: with them two unrelated high-dimensional kernels align through their
+  diagonals alone. c: one (B, n_l) array per label; z: (B, ..., D)."""
+  off = 1.0 - jnp.eye(z.shape[0])
+  k_z = jnp.mean(_centred_rbf(z), axis=-1) * off
+  total = jnp.zeros((), jnp.float32)
+  for c_l in c:
+    total = total + _alignment(_centred_rbf(c_l)[..., 0] * off, k_z)
+  return total
+
+
+def z_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
+  """z_hsic: label_cka of E_phi's output (CVQVAE's continuous z_e, the
+  Gaussian models' mean) and the labels the pass used (held fixed), when
+  objective.z_hsic > 0; else {}."""
+  if not objective.get('z_hsic', 0.0):
+    return {}
+  z = out['z_e'] if 'z_e' in out else out['z_mean']
+  return {'z_hsic': label_cka(z, jax.lax.stop_gradient(out['y']))}
+
+
+def c_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
+  """c_hsic: features_cka of each label's c (out['c']) and E_phi's output
+  held fixed, when objective.c_hsic > 0; else {}. It trains C_phi to leave
+  out of c what z knows, not E_phi to forget it."""
+  if not objective.get('c_hsic', 0.0):
+    return {}
+  z = out['z_e'] if 'z_e' in out else out['z_mean']
+  return {'c_hsic': features_cka(out['c'], jax.lax.stop_gradient(z))}
+
+
+def other_labels_cka(c: Sequence[jax.Array], y: jax.Array) -> jax.Array:
+  """How much each label's c knows of the other labels: label_cka of c_l
+  (one position) and the indicators of every label but l, summed over l;
+  0 for one label. A label's features are not another label's: without it
+  the smile's c may carry the glasses once z does not (docs/results.md).
+  c: one (B, n_l) array per label; y: (B, L, 2)."""
+  total = jnp.zeros((), jnp.float32)
+  for l, c_l in enumerate(c):
+    others = jnp.concatenate([y[:, :l], y[:, l + 1:]], axis=1)
+    if others.shape[1]:
+      total = total + label_cka(c_l, others)
+  return total
+
+
+def c_labels_hsic_terms(out: Mapping[str, Any], objective
+                        ) -> dict[str, jax.Array]:
+  """c_labels_hsic: other_labels_cka of out['c'] and the labels the pass
+  used (held fixed), when objective.c_labels_hsic > 0; else {}. Trains only
+  C_phi."""
+  if not objective.get('c_labels_hsic', 0.0):
+    return {}
+  return {'c_labels_hsic': other_labels_cka(
+      out['c'], jax.lax.stop_gradient(out['y']))}
+
+
 def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   """The terms beyond the paper that a training pass `out` supports
-  (invariance_terms, z_mmd_terms, swap_consistency_terms), for a model's
-  loss_terms; {} when every extension is off."""
+  (invariance_terms, z_mmd_terms, z_hsic_terms, c_hsic_terms,
+  c_labels_hsic_terms, swap_consistency_terms),
+  for a model's loss_terms; {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
+          **z_hsic_terms(out, objective), **c_hsic_terms(out, objective),
+          **c_labels_hsic_terms(out, objective),
           **swap_consistency_terms(out)}

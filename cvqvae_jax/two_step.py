@@ -164,6 +164,9 @@ def stage_one_config(config: ml_collections.ConfigDict
 # config.objective weight that turns each on, and its name in the recipe.
 EXTENSIONS = (('z_invariance', 'label adversary on z'),
               ('z_mmd', 'MMD of z across y'),
+              ('z_hsic', 'HSIC of z and y'),
+              ('c_hsic', 'HSIC of c and z'),
+              ('c_labels_hsic', 'HSIC of c and the other labels'),
               ('swap_z_cycle', 'swap z cycle'),
               ('swap_c_cycle', 'swap c cycle'),
               ('swap_classification', 'swap classification'))
@@ -171,8 +174,13 @@ EXTENSIONS = (('z_invariance', 'label adversary on z'),
 
 def extensions(config: ml_collections.ConfigDict) -> list[str]:
   """The names of the extensions that `config` turns on."""
-  return [name for field, name in EXTENSIONS
-          if config.objective.get(field, 0.0)]
+  names = [name for field, name in EXTENSIONS
+           if config.objective.get(field, 0.0)]
+  if config.model.get('feature_film', False):
+    names.append('FiLM of f(y, c)')
+  if config.model.get('token_dropout', 0.0):
+    names.append('token dropout')
+  return names
 
 
 def variant(config: ml_collections.ConfigDict) -> str:

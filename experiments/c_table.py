@@ -48,7 +48,7 @@ def row(workdir, labels, step=None):
     p = paper.get(name, {})
     cells += [
         _fmt(g('c_own_factors_score')), _fmt(g('c_leakage_max')),
-        _fmt(g('z_leakage')),
+        _fmt(g('z_leakage')), _fmt(g('z_own_factors_score')),
         f"{_fmt(ratio('oracle_swap_mse_plus', 'oracle_identity_mse_plus'), 2)}"
         f" / {_fmt(ratio('oracle_swap_mse_minus', 'oracle_identity_mse_minus'), 2)}",
         f"{_fmt(ratio('oracle_swap_region_mse_plus', 'oracle_identity_region_mse_plus'), 2)}"
@@ -63,7 +63,7 @@ def row(workdir, labels, step=None):
 def header(labels):
   cols = ['run', 'step', 'recon']
   for name in labels:
-    cols += [f'{name} c own', 'c leak max', 'z leak', 'swap/ident + / -',
+    cols += [f'{name} c own', 'c leak max', 'z leak', 'z own', 'swap/ident + / -',
              'region + / -', 'region + at c=0', 'SR + / -', 'BCA']
   return ('| ' + ' | '.join(cols) + ' |\n'
           + '|' + '---|' * len(cols))

@@ -147,8 +147,10 @@ def test_paper_configs_have_every_extension_off(name):
   config = importlib.import_module(f'configs.{name}').get_config()
   assert config.model.z_adversary_width == 0
   assert not config.model.swap_consistency
-  for weight in ('z_invariance', 'z_mmd', 'swap_z_cycle', 'swap_c_cycle',
-                 'swap_classification'):
+  assert not config.model.feature_film
+  assert config.model.token_dropout == 0.0
+  for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
+                 'swap_z_cycle', 'swap_c_cycle', 'swap_classification'):
     assert config.objective[weight] == 0.0
 
 
@@ -176,6 +178,127 @@ def test_label_mmd_by_hand():
   assert float(objectives.label_mmd(jnp.asarray(dependent), labels)) > 0.5
 
 
+def test_label_cka_by_hand():
+  # One position, D = 1. z = y: squared distances 0 within a class, 1
+  # across; the median of the six pairs is 1, so K = 1 within, e^-1 across:
+  # a function of y, and after centring proportional to u u^T: CKA 1.
+  y = jax.nn.one_hot(jnp.array([[0], [0], [1], [1]]), 2)
+  np.testing.assert_allclose(
+      objectives.label_cka(jnp.array([[0.0], [0.0], [1.0], [1.0]]), y), 1.0,
+      rtol=1e-5)
+  # z splits the examples the other way (0, 1, 0, 1): its centred kernel is
+  # orthogonal to y's, CKA exactly 0.
+  np.testing.assert_allclose(
+      objectives.label_cka(jnp.array([[0.0], [1.0], [0.0], [1.0]]), y), 0.0,
+      atol=1e-6)
+  # Positions are averaged: one of four that is y, three that are not, 1/4.
+  z = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0],
+                 [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])[:, :, None]
+  np.testing.assert_allclose(objectives.label_cka(z, y), 0.25, rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(objectives.label_cka)(z, y),
+                             objectives.label_cka(z, y), rtol=1e-6)
+  # Scale-invariant; near its floor 1 / sqrt(B) when z is independent of y,
+  # near 1 when every position shifts with y.
+  np.testing.assert_allclose(objectives.label_cka(10 * z, y),
+                             objectives.label_cka(z, y), rtol=1e-5)
+  rng = np.random.default_rng(0)
+  labels = jax.nn.one_hot(rng.integers(0, 2, (64, 1)), 2)
+  noise = rng.normal(size=(64, 4, 4, 8))
+  assert float(objectives.label_cka(jnp.asarray(noise), labels)) < 0.2
+  shifted = noise + 3.0 * np.asarray(labels[:, 0, 1])[:, None, None, None]
+  assert float(objectives.label_cka(jnp.asarray(shifted), labels)) > 0.8
+
+
+def test_features_cka_by_hand():
+  # Four examples, one position of z and c both (0, 0, 1, 1): squared
+  # distances 0 or 1, medians 1, the same kernel; with the diagonals left
+  # out, the centred kernels still agree: alignment 1. c = (0, 1, 0, 1)
+  # splits the examples the other way: the centred kernels are s s^T / 2
+  # and t t^T / 2 (s = (1, 1, -1, -1), t = (1, -1, 1, -1)), whose 12
+  # off-diagonal entries (all +-1/2) agree in 4 and differ in 8: -1/3.
+  z = jnp.array([[0.0], [0.0], [1.0], [1.0]])
+  np.testing.assert_allclose(objectives.features_cka([z], z), 1.0, rtol=1e-5)
+  other = jnp.array([[0.0], [1.0], [0.0], [1.0]])
+  np.testing.assert_allclose(objectives.features_cka([other], z), -1 / 3,
+                             rtol=1e-5)
+  # Labels add up; scale-free; small for independent c, large when z holds
+  # c's values at every position.
+  np.testing.assert_allclose(objectives.features_cka([z, 5 * z], z), 2.0,
+                             rtol=1e-5)
+  rng = np.random.default_rng(0)
+  latent = rng.normal(size=(32, 4, 4, 8))
+  c = rng.normal(size=(32, 4))
+  assert abs(float(objectives.features_cka([jnp.asarray(c)],
+                                           jnp.asarray(latent)))) < 0.2
+  latent[..., :4] += 2.0 * c[:, None, None, :]
+  assert float(objectives.features_cka([jnp.asarray(c)],
+                                       jnp.asarray(latent))) > 0.8
+
+
+@pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
+def test_hsic_terms_train_only_their_side(name):
+  config = tiny_config(**{'model.name': name, 'stage_one.model': '',
+                          'objective.z_hsic': 1.0, 'objective.c_hsic': 1.0})
+  g = _grads(config, 'z_hsic')
+  assert g['encoder'] > 0
+  assert all(v == 0 for k, v in g.items()
+             if k not in ('encoder', 'to_gaussian')), g
+  # c leaves out what z knows: C_phi moves, E_phi does not.
+  g = _grads(config, 'c_hsic')
+  assert g['feature_net'] > 0
+  assert all(v == 0 for k, v in g.items() if k != 'feature_net'), g
+  config.objective.c_labels_hsic = 1.0
+  g = _grads(config, 'c_labels_hsic')
+  assert g['feature_net'] > 0
+  assert all(v == 0 for k, v in g.items() if k != 'feature_net'), g
+
+
+def test_other_labels_cka_by_hand():
+  # Two labels on four examples. The first label's c copies the second
+  # label (CKA 1 against it), the second's c splits the examples as the
+  # first label does not (orthogonal: 0).
+  y = jax.nn.one_hot(jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]]), 2)
+  copies = jnp.array([[0.0], [1.0], [0.0], [1.0]])
+  orthogonal = jnp.array([[0.0], [1.0], [0.0], [1.0]])
+  np.testing.assert_allclose(
+      objectives.other_labels_cka([copies, orthogonal], y), 1.0, rtol=1e-5)
+  # One label: no other to know.
+  assert float(objectives.other_labels_cka([copies], y[:, :1])) == 0.0
+
+
+def test_film_starts_as_the_identity_and_gives_f_a_voice():
+  from cvqvae_jax.models import cvqvae  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(2, 32)), jnp.float32)
+  y = jax.nn.one_hot(jnp.array([[1], [0]]), 2)
+  f = jnp.asarray(rng.normal(size=(2, 4)), jnp.float32)
+  plain = cvqvae.Decoder((8, 8), 8, 3)
+  film = cvqvae.Decoder((8, 8), 8, 3, feature_film=True)
+  params = film.init(jax.random.key(0), z, y, f)['params']
+  assert {'film_0', 'film_1'} <= set(params)
+  base = {k: v for k, v in params.items() if not k.startswith('film_')}
+  np.testing.assert_allclose(film.apply({'params': params}, z, y, f),
+                             plain.apply({'params': base}, z, y, f),
+                             atol=1e-6)
+  # Once its maps are not zero, f modulates the blocks: the image changes
+  # where the same change of f without FiLM leaves it alone (f then reaches
+  # only the dense layer, whose weights on f are zeroed here).
+  def no_dense_f(p):
+    kernel = p['dense']['kernel'].at[-f.shape[1]:].set(0.0)
+    return {**p, 'dense': {**p['dense'], 'kernel': kernel}}
+  keys = iter(jax.random.split(jax.random.key(1), 8))
+  bumped = no_dense_f({
+      k: (jax.tree.map(lambda w: 0.3 * jax.random.normal(next(keys), w.shape),
+                       v) if k.startswith('film_') else v)
+      for k, v in params.items()})
+  assert float(jnp.max(jnp.abs(
+      film.apply({'params': bumped}, z, y, f)
+      - film.apply({'params': bumped}, z, y, f + 1.0)))) > 1e-3
+  unbumped = no_dense_f(params)
+  np.testing.assert_allclose(film.apply({'params': unbumped}, z, y, f),
+                             film.apply({'params': unbumped}, z, y, f + 1.0))
+
+
 def test_the_recipe_names_its_extensions():
   from cvqvae_jax import two_step  # pylint: disable=g-import-not-at-top
   assert two_step.variant(tiny_config()) == 'E (CVQVAE, two-step)'
@@ -183,3 +306,48 @@ def test_the_recipe_names_its_extensions():
                           'objective.swap_z_cycle': 0.5})
   assert two_step.variant(config) == ('E (CVQVAE, two-step) + MMD of z across '
                                       'y + swap z cycle')
+  config = tiny_config(**{'objective.z_hsic': 1.0, 'model.feature_film': True})
+  assert two_step.variant(config) == ('E (CVQVAE, two-step) + HSIC of z and y'
+                                      ' + FiLM of f(y, c)')
+
+
+def test_token_dropout_hides_the_label_from_the_decoder_tokens():
+  from cvqvae_jax import models  # pylint: disable=g-import-not-at-top
+  config = tiny_config(**{'model.token_dropout': 1.0})
+  setup = train.build(config)
+  params = train.jit_init(setup)(jax.random.key(0)).params
+  model = setup.model
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(4, config.model.latent_grid,
+                                   config.model.latent_grid,
+                                   config.model.code_dim)), jnp.float32)
+  y = jax.nn.one_hot(jnp.array([[0, 1], [1, 0], [1, 1], [0, 0]]), 2)
+  c = tuple(jnp.asarray(rng.normal(size=(4, n)), jnp.float32)
+            for n in model.feature_sizes)
+  run = lambda m, method, **kw: m.apply(
+      {'params': params}, z, y, c, method=method,
+      rngs={'sample': jax.random.key(1)}, **kw)
+  dropped = run(model, lambda m, *a: m.train_decode(*a))
+  half = jnp.full_like(y, 0.5)
+  np.testing.assert_allclose(
+      dropped, run(model, lambda m, *a: m.decode(*a, token_y=half)),
+      atol=1e-6)
+  assert float(jnp.max(jnp.abs(dropped - run(model, 'decode')))) > 1e-4
+  # At rate 0 a training decode is the plain one (and draws no randomness).
+  plain = models.for_config(tiny_config(), (16, 16, 3))
+  np.testing.assert_allclose(run(plain, lambda m, *a: m.train_decode(*a)),
+                             run(plain, 'decode'), atol=0)
+
+
+def test_checkpoints_from_before_an_extension_load_with_it_off():
+  from cvqvae_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  old = {'model': {'name': 'cvqvae', 'num_codes': 8}}
+  off = {'model': {'name': 'cvqvae', 'num_codes': 8, 'feature_film': False,
+                   'token_dropout': 0.0}}
+  assert checkpointing.describe_differences(old, off) == []
+  on = {'model': {'name': 'cvqvae', 'num_codes': 8, 'feature_film': True}}
+  assert checkpointing.describe_differences(old, on) == [
+      "model.feature_film: checkpoint '<absent>', config True"]
+  other = {'model': {'name': 'cvqvae', 'num_codes': 0}}
+  assert checkpointing.describe_differences(old, other) == [
+      'model.num_codes: checkpoint 8, config 0']

@@ -116,6 +116,22 @@ def test_c_leakage_separates_clean_and_leaky_features():
     assert 0.0 <= v <= 1.0
 
 
+def test_z_own_factors_reads_the_label_look_from_z():
+  fs, labels = _procedural(1000)
+  rng = _rng(7)
+  own = np.stack([fs['glasses_size'], fs['glasses_thickness'],
+                  fs['glasses_shape'], *fs['glasses_color'].T], 1)
+  own = (own - own.mean(0)) / own.std(0)
+  # A z that holds the glasses' look (where they are worn) beside noise, and
+  # one of noise alone.
+  holds = np.concatenate([own * labels[:, :1], rng.normal(size=(1000, 4))], 1)
+  out = leakage.z_own_factors(holds.reshape(1000, 1, 1, -1), 'glasses', fs)
+  assert set(out['z_own_factors']) == set(procedural.LABEL_FACTORS['glasses'])
+  assert out['z_own_factors_score'] > 0.8
+  blind = leakage.z_own_factors(rng.normal(size=(1000, 8)), 'glasses', fs)
+  assert blind['z_own_factors_score'] < 0.1
+
+
 def test_leakage_metrics_per_label():
   fs, labels = _procedural(300)
   rng = _rng(6)
@@ -130,6 +146,7 @@ def test_leakage_metrics_per_label():
   no_factors = leakage.leakage_metrics(codes, labels, ('glasses', 'smile'),
                                        ('presence', 'both'))
   assert set(no_factors['glasses']) == {'z_leakage'}
+  assert 'z_own_factors_score' in out['glasses']
 
 
 # ---- in evaluation ------------------------------------------------------------

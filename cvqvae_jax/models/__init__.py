@@ -58,6 +58,8 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       dtype=layers.compute_dtype(dtype),
       z_adversary_width=model_config.get('z_adversary_width', 0),
       swap_consistency=model_config.get('swap_consistency', False),
+      feature_film=model_config.get('feature_film', False),
+      token_dropout=model_config.get('token_dropout', 0.0),
   )
   if name in GAUSSIAN_VARIANTS or name in BASELINES:
     sizes = model_config.latent_size

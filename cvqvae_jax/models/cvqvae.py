@@ -164,6 +164,9 @@ class Decoder(nn.Module):
   image_size: int
   channels: int
   dtype: Any = jnp.float32
+  # f(y, c) also modulates every block's output (docs/model.md,
+  # "Extensions"): h * (1 + gamma(f)) + beta(f), zero-initialised.
+  feature_film: bool = False
 
   @nn.compact
   def __call__(self, z_flat: jax.Array, y: jax.Array, f: jax.Array,
@@ -183,6 +186,8 @@ class Decoder(nn.Module):
       up = i >= len(self.widths) - num_up
       h = layers.ResBlock(width, 'up' if up else 'none', self.dtype,
                           name=f'block_{i}')(h, style)
+      if self.feature_film:
+        h = layers.FiLM(self.dtype, name=f'film_{i}')(h, f)
       res = res * 2 if up else res
     h = layers.leaky_relu(h)
     h = nn.Conv(self.channels, (1, 1), dtype=self.dtype, name='to_image')(h)
@@ -233,6 +238,12 @@ class ConditionalVAE(nn.Module):
   # Swapped decodes re-encoded in every train pass (docs/model.md,
   # "Extensions"): the inputs of the swap-consistency terms.
   swap_consistency: bool = False
+  # f(y, c) modulates every decoder block (FiLM; docs/model.md, "Extensions").
+  feature_film: bool = False
+  # In training, each label's decoder tokens are replaced by the mean of its
+  # two tokens with this probability per example (docs/model.md,
+  # "Extensions"): the decoder must then draw the label from f(y, c).
+  token_dropout: float = 0.0
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -246,7 +257,7 @@ class ConditionalVAE(nn.Module):
 
   def _decoder(self) -> Decoder:
     return Decoder(self.decoder_widths, self.image_size, self.channels,
-                   self.dtype)
+                   self.dtype, self.feature_film)
 
   def _z_adversary(self):
     if not self.z_adversary_width:
@@ -310,13 +321,26 @@ class ConditionalVAE(nn.Module):
              for l, (c_l, kind) in enumerate(zip(c, self.feature_kinds))]
     return jnp.concatenate(parts, axis=-1)
 
-  def decode(self, z: jax.Array, y: jax.Array,
-             c: Sequence[jax.Array]) -> jax.Array:
+  def decode(self, z: jax.Array, y: jax.Array, c: Sequence[jax.Array],
+             token_y: jax.Array | None = None) -> jax.Array:
     """D_theta(z, y, f(y, c)) -> (B, S, S, C); z is z_q for the categorical
-    models, the Gaussian sample (or mean) for the Gaussian ones."""
+    models, the Gaussian sample (or mean) for the Gaussian ones. token_y,
+    when given, selects the decoder's tokens in place of y (train_decode)."""
     z_flat = z.reshape(z.shape[0], -1)
-    return self.decoder(z_flat, y, self.features(y, c),
-                        self.decoder_style(z_flat))
+    return self.decoder(z_flat, y if token_y is None else token_y,
+                        self.features(y, c), self.decoder_style(z_flat))
+
+  def train_decode(self, z: jax.Array, y: jax.Array,
+                   c: Sequence[jax.Array]) -> jax.Array:
+    """decode() of a training pass: with token_dropout > 0, each label's
+    decoder tokens of each example are, with that probability, the mean of
+    its two tokens (y = (1/2, 1/2)) and carry nothing of the label; f(y, c)
+    keeps the label ('sample' rng)."""
+    if not self.token_dropout:
+      return self.decode(z, y, c)
+    drop = jax.random.bernoulli(self.make_rng('sample'), self.token_dropout,
+                                y.shape[:2])[..., None]
+    return self.decode(z, y, c, jnp.where(drop, 0.5, y).astype(y.dtype))
 
   def init_from_batch(self, params, batch: dict[str, jax.Array],
                       rng: jax.Array):
@@ -492,7 +516,7 @@ class CVQVAE(ConditionalVAE):
 
     if self.vq_target == 'nearest':
       z_code = self.codebook.lookup(jnp.argmax(z_logits, axis=-1))
-    x_hat = self.decode(z_q, y, c)
+    x_hat = self.train_decode(z_q, y, c) if train else self.decode(z_q, y, c)
     extra = {}
     if train:
       extra = {**self.adversary_outputs(z_q),

@@ -65,6 +65,21 @@ class AdaIN(nn.Module):
     return (1 + gamma[:, None, None, :]) * x + beta[:, None, None, :]
 
 
+class FiLM(nn.Module):
+  """Feature-wise modulation (Perez et al. 2018): (1 + gamma(f)) * h + beta(f)
+  with gamma, beta a dense map of the vector f, initialised to zero so that
+  the block starts as the identity."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, h: jax.Array, f: jax.Array) -> jax.Array:
+    gamma, beta = jnp.split(
+        nn.Dense(2 * h.shape[-1], dtype=self.dtype,
+                 kernel_init=nn.initializers.zeros)(f), 2, axis=-1)
+    return ((1 + gamma[:, None, None, :]) * h
+            + beta[:, None, None, :]).astype(h.dtype)
+
+
 class ResBlock(nn.Module):
   """Pre-activation residual block of JDVAE / StarGAN-v2 (no normalisation).
 
