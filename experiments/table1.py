@@ -104,7 +104,7 @@ def main(argv):
     workdir = os.path.join(root, letter)
     start = time.time()
     with train.exit_on_user_error(f'error in variant {letter}'):
-      if not two_step.finished(workdir, config.num_train_steps):
+      if not two_step.finished(workdir, config):
         if not train.train_and_evaluate(config, workdir):
           print('Preempted; run the same command again to continue.')
           return

@@ -127,6 +127,15 @@ def test_stage_two_starts_from_stage_one_and_thaws_after_freeze_steps(
   assert record['restored'] == transferred
   assert record['initialised'] == others
 
+  # Finished: its own model at num_train_steps or later; not with more
+  # steps to go, nor where the latest checkpoint holds another model.
+  assert two_step.finished(workdir, config)
+  longer = _stage_two_config(stage_one)
+  longer.num_train_steps = 5
+  assert not two_step.finished(workdir, longer)
+  assert not two_step.finished(stage_one, config)
+  assert not two_step.finished(str(tmp_path / 'none'), config)
+
 
 def test_stage_one_that_does_not_fit_names_the_paths_and_shapes(stage_one):
   config = _stage_two_config(stage_one, **{'model.num_features': 5})
