@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cvqvae_jax import models
 from cvqvae_jax import objectives
 from cvqvae_jax.models import MODEL_NAMES
 from cvqvae_jax.models import contract
@@ -101,6 +102,15 @@ def test_both_features_mask_the_half_of_the_other_value():
   np.testing.assert_allclose(half[0], [0.5, 1.0, 1.5, 2.0])
   with pytest.raises(ValueError, match='presence'):
     layers.combine_features(jnp.array([1.0]), c[:1], 'sometimes')
+
+
+def test_feature_kinds_follow_the_config_table():
+  config = tiny_config()
+  assert models.feature_kinds(config) == ('presence', 'both')
+  config.data.labels = ('smile', 'cardiomegaly')
+  assert models.feature_kinds(config) == ('both', 'presence')
+  with pytest.raises(ValueError, match="Unknown feature kind 'neither'"):
+    layers.feature_size('neither', 3)
 
 
 def test_codebook_logits_are_minus_euclidean_distance():
