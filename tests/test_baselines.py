@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from conftest import tiny_config
+from cvqvae_jax import cli
 from cvqvae_jax import manipulate
 from cvqvae_jax import objectives
 from cvqvae_jax import models
@@ -221,7 +222,7 @@ def test_ccvae_evaluate_mode(tmp_path, monkeypatch):
   config = tiny_config(**{'model.name': 'ccvae', 'num_train_steps': 2})
   workdir = str(tmp_path / 'ccvae')
   assert train.train_and_evaluate(config, workdir)
-  results = train.run_offline('evaluate', config, workdir)
+  results = cli.run_offline('evaluate', config, workdir)
   assert results['model'] == 'ccvae' and results['step'] == 2
   for row in results['labels'].values():
     for key in ('bca', 'sr_plus', 'sr_minus', 'cfd', 'oracle_swap_mse_plus',

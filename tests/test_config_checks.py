@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from cvqvae_jax import cli
 from cvqvae_jax import config_checks
 from cvqvae_jax import train
 
@@ -94,5 +95,5 @@ def test_entry_points_check_before_reading_anything(tmp_path):
     with pytest.raises(ValueError, match=next(iter(overrides))):
       train.train_and_evaluate(tiny_config(**overrides), workdir)
     with pytest.raises(ValueError, match=next(iter(overrides))):
-      train.run_offline('evaluate', tiny_config(**overrides), workdir)
+      cli.run_offline('evaluate', tiny_config(**overrides), workdir)
   assert not os.path.exists(workdir)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import cli
 from cvqvae_jax import models
 from cvqvae_jax import train
 from cvqvae_jax import two_step
@@ -339,7 +340,7 @@ def test_a_second_job_on_one_workdir_stops_naming_the_first(tmp_path):
     assert 'Traceback' not in second.stderr
     # Evaluation only reads: no lock (here: no checkpoint yet).
     with pytest.raises(FileNotFoundError, match='train first'):
-      train.run_offline('evaluate', _one_stage(), str(workdir))
+      cli.run_offline('evaluate', _one_stage(), str(workdir))
   finally:
     first.send_signal(signal.SIGKILL)  # A crash: the kernel drops the lock.
     first.wait(timeout=60)

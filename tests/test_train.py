@@ -4,6 +4,7 @@ import glob
 import json
 import logging as std_logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import cli
 from cvqvae_jax import inception
+from cvqvae_jax import metric_writers
 from cvqvae_jax import metrics
 from cvqvae_jax import objectives
 from cvqvae_jax import models
@@ -99,7 +102,7 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
   workdir, _, _ = trained
   config = tiny_config(num_train_steps=6)
   with caplog.at_level(std_logging.INFO):
-    results = train.run_offline('evaluate', config, workdir)
+    results = cli.run_offline('evaluate', config, workdir)
   # The classifier's progress is logged once (main shows this package's
   # INFO lines on the console), not also printed.
   assert 'Classifier glasses (cifar_resnet8): step 4/4' in caplog.text
@@ -133,7 +136,7 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
   assert len(cached) == 2
   caplog.clear()
   with caplog.at_level(std_logging.INFO):
-    again = train.run_offline('evaluate', config, workdir)
+    again = cli.run_offline('evaluate', config, workdir)
   assert 'Classifier glasses (cifar_resnet8): step' not in caplog.text
   assert again == results
   # Another classifier config is not silently reused. (And with weights
@@ -142,13 +145,13 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
                                             'eval.fid_weights': 'stub.npz'})
   monkeypatch.setattr(inception, 'FIDFeatures', _StubFIDFeatures)
   with caplog.at_level(std_logging.INFO):
-    with_fid = train.run_offline('evaluate', other, workdir)
+    with_fid = cli.run_offline('evaluate', other, workdir)
   assert 'Classifier glasses (cifar_resnet8): step 2/2' in caplog.text
   assert len(glob.glob(os.path.join(workdir, 'classifier', '*'))) == 4
   for row in with_fid['labels'].values():
     assert row['fid'] > 0
 
-  out = train.run_offline('figures', config, workdir)
+  out = cli.run_offline('figures', config, workdir)
   assert out['samples'] == os.path.join(workdir, 'figures', 'samples.png')
   expected = {'swaps_glasses', 'swaps_smile', 'difference_glasses',
               'interpolation_glasses_y1', 'interpolation_smile_y0',
@@ -159,7 +162,7 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
     assert path.startswith(os.path.join(workdir, 'figures'))
     assert os.path.getsize(path) > 1000
   with pytest.raises(FileNotFoundError, match='train first'):
-    train.run_offline('evaluate', config, str(tmp_path))
+    cli.run_offline('evaluate', config, str(tmp_path))
 
 
 def test_metrics_log_every_term_once_per_step_across_resume(trained):
@@ -214,12 +217,36 @@ def test_checkpoint_of_another_model_is_a_clear_error(trained):
 
 
 def test_non_finite_loss_names_step_and_term_and_keeps_last_checkpoint(
-    tmp_path):
+    tmp_path, monkeypatch):
   workdir = str(tmp_path)
+  # A trace of every step: still running when the loss breaks.
   config = tiny_config(num_train_steps=6, checkpoint_every_steps=1,
-                       log_every_steps=1, learning_rate=1e35)
+                       log_every_steps=1, learning_rate=1e35,
+                       profile_steps=(1, 6))
+  handler = signal.getsignal(signal.SIGTERM)
+  opened, closed = [], []
+
+  class Recorded(metric_writers.MetricWriter):
+
+    def __init__(self, *args, **kwargs):
+      opened.append(self)
+      super().__init__(*args, **kwargs)
+
+    def close(self):
+      closed.append(self)
+      super().close()
+  monkeypatch.setattr(metric_writers, 'MetricWriter', Recorded)
   with pytest.raises(train.NonFiniteLossError) as info:
     train.train_and_evaluate(config, workdir)
+  # The loop's resources are closed on the error's path too: the SIGTERM
+  # handler is the one before, the trace was stopped and written (another
+  # can start), every metric writer was closed.
+  assert signal.getsignal(signal.SIGTERM) is handler
+  assert glob.glob(os.path.join(workdir, 'profile', '**', '*.xplane.pb'),
+                   recursive=True)
+  jax.profiler.start_trace(str(tmp_path / 'again'))
+  jax.profiler.stop_trace()
+  assert opened and closed == opened
   message = str(info.value)
   assert 'at step' in message and 'Loss term' in message
   bad_step = int(message.split('at step ')[1].split('.')[0])
