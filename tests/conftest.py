@@ -35,10 +35,13 @@ def subprocess_env(**extra) -> dict:
   return {**os.environ, **CACHE_ENV, **extra}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# This checkout's cvqvae_jax, whatever else is installed.
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cvqvae_jax import config_files  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+default = config_files.load(os.path.join(ROOT, 'configs', 'default.py'))
 
 
 def tiny_config(**overrides):

@@ -2,7 +2,6 @@
 policies' counts, preprocessing, splits, errors, and every paper config
 training a few steps (two of them from the command line)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cvqvae_jax import config_files
 from cvqvae_jax import train
 from cvqvae_jax.data import errors
 from cvqvae_jax.data import images
@@ -350,11 +350,8 @@ def test_cli_reports_missing_data_without_traceback(tmp_path):
 
 def _load(name):
   """configs/NAME.py loaded by path, as config_flags does."""
-  path = os.path.join(ROOT, 'configs', f'{name}.py')
-  spec = importlib.util.spec_from_file_location(f'config_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_files.load(os.path.join(ROOT, 'configs',
+                                       f'{name}.py')).get_config()
 
 
 def _paper_config(name, data_dir, **overrides):
