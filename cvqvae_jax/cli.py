@@ -52,9 +52,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """train.train_and_evaluate, then (process 0, unless preempted) the
   summary and the wall time on stdout. Returns its results."""
   results = train_lib.train_and_evaluate(config, workdir)
-  if results and jax.process_index() == 0:
-    workdir = paths.absolute(workdir)
-    step = two_step.latest_stage(workdir, config).step
+  if not results:
+    return results
+  workdir = paths.absolute(workdir)
+  # Read by every process: orbax synchronises the processes that read a
+  # checkpoint.
+  step = two_step.latest_stage(workdir, config).step
+  if jax.process_index() == 0:
     print(summary(workdir, step, results, two_step.variant(config)),
           flush=True)
     print(profiling.WALL.line(), flush=True)
