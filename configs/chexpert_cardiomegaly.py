@@ -4,13 +4,9 @@ The paper's CVQVAE and hyperparameters (configs/paper.py). Set the data:
 --config.data.data_dir=DIR or the environment variable CHEXPERT_DIR.
 """
 
-import os
-import sys
+from cvqvae_jax import config_files
 
-# Loaded by path (config_flags): make `configs` importable from any cwd.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-from configs import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
+paper = config_files.sibling(__file__, 'paper')
 
 
 def get_config():

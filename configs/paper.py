@@ -11,7 +11,9 @@ the environment variable of the dataset (CELEBA_DIR, CHEXPERT_DIR):
 
 import os
 
-from configs import default
+from cvqvae_jax import config_files
+
+default = config_files.sibling(__file__, 'default')
 
 DATA_DIR_ENV = {'celeba': 'CELEBA_DIR', 'chexpert': 'CHEXPERT_DIR'}
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
+from cvqvae_jax import cli
 from cvqvae_jax import sharding
 from cvqvae_jax import train
 from cvqvae_jax.models import layers
@@ -107,7 +108,7 @@ def run(config, steps: int = 20) -> dict:
 
 def main(argv):
   del argv
-  with train.exit_on_user_error():
+  with cli.exit_on_user_error():
     print(json.dumps(run(FLAGS.config, FLAGS.steps)), flush=True)
 
 

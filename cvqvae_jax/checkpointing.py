@@ -487,7 +487,7 @@ def latest_description(manager: ocp.CheckpointManager
   return None, None
 
 
-def _reader(directory: str) -> ocp.CheckpointManager:
+def open_reader(directory: str) -> ocp.CheckpointManager:
   """A read-only manager that restores parameters without the optimizer."""
   return ocp.CheckpointManager(
       directory,
@@ -585,7 +585,7 @@ def set_aside_damaged(workdir: str) -> int | None:
     return None
   if jax.process_index() == 0:
     _remove_unfinished_saves(directory)
-  reader = _reader(directory)
+  reader = open_reader(directory)
   damaged: list[tuple[int, str]] = []
   readable = None
   try:
@@ -691,7 +691,7 @@ def restore_params(workdir: str, abstract_params: Any,
         f'No checkpoints in {directory}: expected the --workdir of a '
         'training run, which holds checkpoints/ (train first, with '
         '--mode=train and that --workdir).')
-  manager = _reader(directory)
+  manager = open_reader(directory)
   steps = _newest_first(manager)
   if not steps:
     raise FileNotFoundError(
@@ -808,7 +808,7 @@ def read_latest_description(workdir: str
   directory = checkpoint_dir(workdir)
   if not epath.Path(directory).is_dir():
     return None, None
-  manager = _reader(directory)
+  manager = open_reader(directory)
   try:
     return latest_description(manager)
   finally:

@@ -255,7 +255,7 @@ def leakage_results(codec: Codec, params, data, config
                             config.eval.batch_size)
   return leakage.leakage_metrics(
       encoded, data['label'], tuple(config.data.labels),
-      pipeline.label_kinds(config), data.get('factors'), seed=config.seed)
+      codec.model.feature_kinds, data.get('factors'), seed=config.seed)
 
 
 def evaluate(params, model, config, codec: Codec | None = None,

@@ -57,7 +57,7 @@ def write_figures(workdir: str, model, params, config,
   scale = max(1, 96 // x.shape[1])
   grid = functools.partial(previews.image_grid, scale=scale, label_width=150)
   codec = manipulate.Codec(model)
-  kinds = pipeline.label_kinds(config)
+  kinds = model.feature_kinds
   out = {}
   for l, name in enumerate(config.data.labels):
     i0 = np.flatnonzero(labels[:, l] == 0)

@@ -143,8 +143,8 @@ def main(argv):
   console = None if FLAGS.verbose else quiet_logs()
   import jax  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import api  # pylint: disable=g-import-not-at-top
+  from cvqvae_jax import cli  # pylint: disable=g-import-not-at-top
   from cvqvae_jax import compile_cache  # pylint: disable=g-import-not-at-top
-  from cvqvae_jax import train  # pylint: disable=g-import-not-at-top
   if FLAGS.distributed or FLAGS.coordinator_address:
     # Before any other JAX call (jax.devices() below creates the backends).
     try:
@@ -159,7 +159,7 @@ def main(argv):
   if console is not None:  # INFO from process 0 only.
     console.is_chief = jax.process_index() == 0
   compile_cache.enable()
-  with train.exit_on_user_error():
+  with cli.exit_on_user_error():
     config = FLAGS.config
     if config is None:
       if FLAGS.mode == 'train':
@@ -169,9 +169,9 @@ def main(argv):
     logging.info('JAX process %d / %d, devices: %s', jax.process_index(),
                  jax.process_count(), jax.devices())
     if FLAGS.mode == 'train':
-      train.train_and_evaluate(config, FLAGS.workdir)
+      cli.train(config, FLAGS.workdir)
     else:
-      train.run_offline(FLAGS.mode, config, FLAGS.workdir)
+      cli.run_offline(FLAGS.mode, config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

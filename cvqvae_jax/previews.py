@@ -18,6 +18,8 @@ from cvqvae_jax import evaluation
 from cvqvae_jax import metrics
 from cvqvae_jax.data import pipeline
 
+PREVIEW = 'samples.png'  # The end of training's picture, in the workdir.
+
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
   """[-1, 1] float (..., H, W, C) -> uint8 RGB (grey is repeated)."""
@@ -108,9 +110,9 @@ def save_png(image: Image.Image, path) -> str:
 
 def write_preview(directory: str, codec, params, config,
                   num: int = 8, pool: int = 200) -> str:
-  """Writes `directory/samples.png` and returns its path."""
+  """Writes `directory/samples.png` (PREVIEW) and returns its path."""
   return save_png(preview_grid(codec, params, config, num, pool),
-                  epath.Path(directory) / 'samples.png')
+                  epath.Path(directory) / PREVIEW)
 
 
 def write_step_samples(workdir: str, codec, params, config, step: int,

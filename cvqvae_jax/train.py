@@ -1,8 +1,11 @@
 """Training: the pure, jit-compiled train step and the loop around it.
 
-The model of a config is models.for_config; then create_train_state,
-loss_fn, train_step, build and train_and_evaluate (evaluation lives in
-evaluation.py).
+loss_fn and train_step are pure functions of the parameters and a batch;
+build derives a run's mesh, model (models.for_config), state initialiser and
+shardings from its config; train_and_evaluate is the loop (one stage or two,
+two_step.py), which resumes, checkpoints and evaluates (evaluation.py). The
+command line's part (errors as one line, the summary, --mode=evaluate and
+figures) is cli.py.
 """
 
 from __future__ import annotations
@@ -10,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import os
-import sys
 import time
 from typing import Any
 
@@ -28,7 +29,6 @@ import optax
 from cvqvae_jax import checkpointing
 from cvqvae_jax import config_checks
 from cvqvae_jax import evaluation
-from cvqvae_jax import figures
 from cvqvae_jax import metric_writers
 from cvqvae_jax import objectives
 from cvqvae_jax import optim
@@ -48,27 +48,6 @@ TRAIN, COMPILE, EVAL = profiling.WallTime.PHASES
 
 class NonFiniteLossError(FloatingPointError):
   """A loss term became NaN or Inf."""
-
-
-# Errors that are the user's to fix: entry points print the message, no
-# traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError,
-               checkpointing.CheckpointMismatchError, NonFiniteLossError,
-               workdir_lock.WorkdirLockedError,
-               checkpointing.CheckpointSaveError)
-
-
-@contextlib.contextmanager
-def exit_on_user_error(prefix: str = 'error'):
-  """For entry points: an error of USER_ERRORS inside the block becomes one
-  line on stderr ('PREFIX: message') and exit status 1; its traceback goes
-  to the debug log only."""
-  try:
-    yield
-  except USER_ERRORS as e:
-    logging.debug('Traceback of the error below:', exc_info=True)
-    print(f'{prefix}: {e}', file=sys.stderr, flush=True)
-    sys.exit(1)
 
 
 TrainState = train_state.TrainState
@@ -264,9 +243,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
 
   When the workdir's latest checkpoint is that of `config`'s stage one (its
   last step), training starts from it (C_phi and the tokens restored, the
-  step count continued). final=False (a stage one): no samples.png and no
-  summary.
+  step count continued). final=False (a stage one): no samples.png.
+  The loop's resources (the SIGTERM guard, the profiler trace, the metric
+  writer) are closed on every path: the end, a preemption, an error (a
+  non-finite loss, a failed save).
   """
+  with contextlib.ExitStack() as stack:
+    return _train_stage(stack, config, workdir, final)
+
+
+def _train_stage(stack: contextlib.ExitStack,
+                 config: ml_collections.ConfigDict, workdir: str,
+                 final: bool) -> dict[str, float] | None:
+  """_train's body; what it opens is closed by `stack`."""
   is_chief = jax.process_index() == 0
   started = time.perf_counter()
   setup = build(config)
@@ -302,14 +291,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
     state = jax.device_put(state, setup.state_sharding)
   logging.info('Parameters: %s', _param_overview(state.params))
   start_step = int(state.step)
-  writer = metric_writers.MetricWriter(workdir, start_step, enabled=is_chief)
+  writer = stack.enter_context(contextlib.closing(metric_writers.MetricWriter(
+      workdir, start_step, enabled=is_chief)))
 
   p_train_step = jit_train_step(setup, config.objective)
 
   codec = evaluation.Codec(model)
-  guard = checkpointing.PreemptionGuard(manager)
-  trace = profiling.StepTrace(workdir, config.get('profile_steps', (0, 0)),
-                              enabled=is_chief)
+  # The guard and the trace close before the final evaluation (loop.close())
+  # or, on any other path, with `stack`.
+  loop = stack.enter_context(contextlib.ExitStack())
+  guard = loop.enter_context(contextlib.closing(
+      checkpointing.PreemptionGuard(manager)))
+  trace = loop.enter_context(contextlib.closing(profiling.StepTrace(
+      workdir, config.get('profile_steps', (0, 0)), enabled=is_chief)))
   progress = metric_writers.Progress(config.num_train_steps)
   evals_before = profiling.WALL.seconds[EVAL]
   history: list[tuple[int, dict]] = []
@@ -365,9 +359,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       space_due = not is_last
     if preempted:
       checkpointing.wait_until_saved(manager)
-      guard.close()
-      trace.close()
-      writer.close()
       if is_chief:
         print(f'Preempted: saved step {step} in {manager.directory}; run '
               'the same command again to continue.', flush=True)
@@ -377,8 +368,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
   profiling.WALL.add(TRAIN, time.perf_counter() - loop_start - compiled
                      - profiling.WALL.seconds[EVAL] + evals_before)
   manager.close()
-  guard.close()
-  trace.close()
+  loop.close()
 
   # Every process computes the same numbers on the whole test split (a
   # deterministic evaluation on its own copy of the parameters); process 0
@@ -390,16 +380,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, *,
       writer.write(int(state.step), {**results,
                                      'steps_per_second': last_rate})
     if final:
-      preview = previews.write_preview(workdir, codec, _local(state.params),
-                                       config)
-      print(_summary(workdir, int(state.step), results, preview,
-                     two_step.variant(config)), flush=True)
-      print(profiling.WALL.line(), flush=True)
+      previews.write_preview(workdir, codec, _local(state.params), config)
     else:
       logging.info('Stage one (%s) done at step %d; held-out: %s',
                    two_step.variant(config), int(state.step),
                    _brief(results))
-  writer.close()
   return results
 
 
@@ -428,55 +413,6 @@ def _brief(results: dict) -> str:
                    'c_leakage', 'z_leakage')):
       parts.append(f'{k[5:]} {v:.3f}')
   return ', '.join(parts)
-
-
-def _summary(workdir: str, step: int, results: dict, preview: str,
-             variant: str) -> str:
-  lines = [f'Trained to step {step}: {variant}. Held-out results:']
-  lines += [f'  {k}: {v:.4f}' for k, v in results.items()]
-  lines += [f'Outputs in {workdir}:',
-            '  checkpoints/       orbax checkpoints (resume: run again)',
-            '  config.json        the full config',
-            '  metrics.jsonl      one record per logged step',
-            '  events.out.*       TensorBoard event files',
-            f'  {os.path.basename(preview):18s} reconstructions and swaps']
-  return '\n'.join(lines)
-
-
-def run_offline(mode: str, config: ml_collections.ConfigDict,
-                workdir: str) -> dict[str, Any]:
-  """'evaluate' or 'figures' from the latest checkpoint of `workdir`."""
-  config_checks.validate(config)
-  if jax.process_count() > 1:
-    raise ValueError(
-        f'--mode={mode} runs in one process (it reads the whole test split '
-        'and trains and caches the classifiers in WORKDIR/classifier/): '
-        f'start it without --distributed; {jax.process_count()} processes '
-        'were started.')
-  workdir = paths.absolute(workdir)
-  setup = build(config)
-  model = setup.model
-  # Parameters only: the optimizer state (which depends on freeze_steps) is
-  # not needed to evaluate.
-  flat, source = checkpointing.restore_params(
-      workdir, setup.abstract_state.params,
-      description=models_lib.description(config, setup.image_shape))
-  params = checkpointing.unflatten(flat)
-  if mode == 'evaluate':
-    results = evaluation.paper_evaluation(params, model, config, workdir,
-                                          int(source['step']))
-    path = evaluation.write_results(workdir, results)
-    print(evaluation.format_table(results))
-    print(f'Wrote {path}', flush=True)
-    return results
-  if mode == 'figures':
-    written = figures.write_figures(workdir, model, params, config)
-    written['samples'] = previews.write_preview(
-        paths.join(workdir, 'figures'), evaluation.Codec(model), params,
-        config)
-    print('Wrote:\n  ' + '\n  '.join(written.values()), flush=True)
-    return written
-  raise ValueError(f'Unknown mode {mode!r}.')
 
 
 def _param_overview(params) -> str:

@@ -237,11 +237,8 @@ def latest_stage(workdir: str, config: ml_collections.ConfigDict,
   return Latest(step, OTHER, described)
 
 
-def finished(workdir: str, num_steps: int) -> bool:
-  """Whether `workdir` holds a checkpoint at num_steps or later."""
-  if not epath.Path(checkpointing.checkpoint_dir(workdir)).is_dir():
-    return False
-  manager = checkpointing.create_manager(workdir, 1)
-  latest = manager.latest_step()
-  manager.close()
-  return latest is not None and latest >= num_steps
+def finished(workdir: str, config: ml_collections.ConfigDict) -> bool:
+  """Whether `workdir`'s latest checkpoint holds `config`'s own model (not
+  its stage one's) at config.num_train_steps or later (latest_stage)."""
+  step, stage, _ = latest_stage(workdir, config)
+  return stage == MODEL and step >= config.num_train_steps

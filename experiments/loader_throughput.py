@@ -28,7 +28,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from configs import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cvqvae_jax import config_files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cvqvae_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cvqvae_jax.data import policies  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -71,7 +71,8 @@ def main(argv):
     fabricate(root, FLAGS.num_images)
     sizes = [os.path.getsize(os.path.join(root, 'img_align_celeba', f))
              for f in os.listdir(os.path.join(root, 'img_align_celeba'))]
-    config = paper.get_config('celeba', ('glasses',))
+    config = config_files.load(os.path.join(ROOT, 'configs', 'paper.py')
+                               ).get_config('celeba', ('glasses',))
     config.data.data_dir = root
     config.data.image_size = FLAGS.image_size
     source = pipeline.create_source(config.data, 'train')

@@ -23,7 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from cvqvae_jax import classifier
-from cvqvae_jax import train
+from cvqvae_jax import cli
 from cvqvae_jax import two_step
 
 _CONFIG = config_flags.DEFINE_config_file('config', lock_config=True)
@@ -103,13 +103,13 @@ def main(argv):
                             _FREEZE.value)
     workdir = os.path.join(root, letter)
     start = time.time()
-    with train.exit_on_user_error(f'error in variant {letter}'):
-      if not two_step.finished(workdir, config.num_train_steps):
-        if not train.train_and_evaluate(config, workdir):
+    with cli.exit_on_user_error(f'error in variant {letter}'):
+      if not two_step.finished(workdir, config):
+        if not cli.train(config, workdir):
           print('Preempted; run the same command again to continue.')
           return
       classifier.share_cache(root, workdir)
-      paper = train.run_offline('evaluate', config, workdir)
+      paper = cli.run_offline('evaluate', config, workdir)
     last_train, last_eval = last_records(workdir)
     rows[letter] = {'model': config.model.name, 'init_from': config.init_from,
                     'steps': config.num_train_steps,

@@ -37,6 +37,7 @@ import time
 from absl import app
 from absl import flags
 
+from cvqvae_jax import api
 from cvqvae_jax import classifier
 from cvqvae_jax import two_step
 
@@ -112,6 +113,16 @@ def evaluated_at(workdir: str) -> int | None:
     return None
 
 
+def trained_to(workdir: str, steps: int) -> bool:
+  """Whether the run in `workdir` (its config.json) has trained its own
+  model to `steps` (two_step.finished)."""
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
+    return False
+  config = api.load_config(workdir)
+  config.num_train_steps = steps
+  return two_step.finished(workdir, config)
+
+
 def _run(args, log_path: str) -> float:
   """Runs `python -m cvqvae_jax.main ARGS`, output to `log_path`; returns
   the wall time. Exits with the log's tail on failure."""
@@ -141,7 +152,7 @@ def run_model(name: str, root: str, steps: int | None, times: dict) -> dict:
   args += [f'--config.{o}' for o in _OVERRIDES.value]
   done = evaluated_at(workdir)
   if done is None or (steps is not None and done != steps):
-    if steps is not None and two_step.finished(workdir, steps):
+    if steps is not None and trained_to(workdir, steps):
       print(f'{name}: trained to step {steps} already.', flush=True)
     else:
       print(f'[{time.strftime("%H:%M:%S")}] {name}: training '

@@ -247,13 +247,14 @@ def _torch_child(cfg: dict, steps: int) -> dict:
 
 def _model_fields(config) -> dict:
   """What the PyTorch child needs of the config (plain JSON)."""
+  from cvqvae_jax import models  # pylint: disable=g-import-not-at-top
   from cvqvae_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   m, o = config.model, config.objective
   shape = pipeline.image_shape(config.data)
   return {
       'image_size': shape[0], 'channels': shape[-1],
       'num_labels': len(config.data.labels),
-      'kinds': list(pipeline.label_kinds(config)),
+      'kinds': list(models.feature_kinds(config)),
       'encoder_widths': list(m.encoder_widths),
       'feature_widths': list(m.feature_widths),
       'decoder_widths': list(m.decoder_widths),

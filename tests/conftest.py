@@ -14,6 +14,7 @@ if FAST_COMPILE_FLAG not in os.environ.get('XLA_FLAGS', ''):
       f for f in (os.environ.get('XLA_FLAGS', ''), FAST_COMPILE_FLAG) if f)
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Tests build the same tiny model many times: XLA's persistent cache turns
@@ -35,10 +36,13 @@ def subprocess_env(**extra) -> dict:
   return {**os.environ, **CACHE_ENV, **extra}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# This checkout's cvqvae_jax, whatever else is installed.
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cvqvae_jax import config_files  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+default = config_files.load(os.path.join(ROOT, 'configs', 'default.py'))
 
 
 def tiny_config(**overrides):
@@ -77,6 +81,46 @@ def tiny_config(**overrides):
   return config
 
 
+# A tiny model and data, as --config.FIELD=VALUE flags of configs/default.py
+# (the tests of the command line).
+TINY_FLAGS = ('--config.batch_size=8', '--config.data.image_size=16',
+              '--config.data.num_train=64', '--config.data.num_test=16',
+              '--config.model.encoder_widths=(8,8,8,8,8)',
+              '--config.model.feature_widths=(8,8,8,8,8)',
+              '--config.model.decoder_widths=(8,8,8,8,8)',
+              '--config.model.latent_grid=4', '--config.model.num_codes=16',
+              '--config.model.code_dim=4', '--config.model.num_features=3',
+              '--config.eval.batch_size=8', '--config.eval.num_examples=16',
+              '--config.log_every_steps=1', '--config.data.read_threads=1',
+              # --mode=evaluate/figures: a tiny independent classifier.
+              '--config.eval.num_pairs=8', '--config.eval.classifier_steps=2',
+              '--config.eval.classifier_batch_size=8',
+              '--config.eval.figure_examples=2')
+
+
 @pytest.fixture
 def make_tiny_config():
   return tiny_config
+
+
+class StubClassifier:
+  """Stands in for the independent classifier of one label
+  (tests/test_classifier.py tests the real one)."""
+  test_accuracy, test_bca = 0.5, 0.5
+
+  def outputs(self, x):
+    x = np.asarray(x)
+    feats = x[:, ::4, ::4, 0].reshape(len(x), -1)
+    p = 1 / (1 + np.exp(-feats.mean(1)))
+    return np.stack([1 - p, p], 1), feats
+
+
+@pytest.fixture
+def stub_classifiers(monkeypatch):
+  """classifier.load_or_train gives a StubClassifier per label: evaluation
+  without training the independent classifiers."""
+  from cvqvae_jax import classifier  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(
+      classifier, 'load_or_train',
+      lambda config, workdir: {l: StubClassifier()
+                               for l in config.data.labels})

@@ -14,7 +14,9 @@ import pytest
 import cvqvae_jax
 from cvqvae_jax import checkpointing
 from cvqvae_jax import models
+from cvqvae_jax import evaluation
 from cvqvae_jax import train
+from cvqvae_jax import two_step
 
 from conftest import ROOT, subprocess_env, tiny_config
 
@@ -97,21 +99,26 @@ def test_load_returns_the_final_model_and_edits_an_own_image(trained,
     m.set_label(codes, 'glases', 1)
 
 
-def test_load_of_a_run_still_in_stage_one_gives_stage_one(tmp_path):
+def test_load_of_a_run_still_in_stage_one_gives_stage_one(tmp_path,
+                                                         monkeypatch):
   config = tiny_config()
-  one = train.two_step.stage_one_config(config)
-  train._write_config(str(tmp_path), config)  # pylint: disable=protected-access
-  train._train(one, str(tmp_path), final=False)  # pylint: disable=protected-access
+  one = two_step.stage_one_config(config)
+  # Preempted at stage one's last step: it saves, and stage two never starts.
+  monkeypatch.setattr(checkpointing.PreemptionGuard, 'should_stop',
+                      lambda self, step: step == one.num_train_steps)
+  assert train.train_and_evaluate(config, str(tmp_path)) == {}
   m = cvqvae_jax.load(str(tmp_path))
   assert m.config.model.name == 'cgvae' and m.step == one.num_train_steps
   # The one answer to "which stage is this checkpoint in", for each config.
-  stage = lambda c: train.two_step.latest_stage(str(tmp_path), c)[:2]
-  assert stage(config) == (one.num_train_steps, train.two_step.STAGE_ONE)
-  assert stage(one) == (one.num_train_steps, train.two_step.MODEL)
+  stage = lambda c: two_step.latest_stage(str(tmp_path), c)[:2]
+  assert stage(config) == (one.num_train_steps, two_step.STAGE_ONE)
+  assert stage(one) == (one.num_train_steps, two_step.MODEL)
   assert stage(tiny_config(**{'model.name': 'vq_argmin'})) == (
-      one.num_train_steps, train.two_step.OTHER)
-  assert train.two_step.latest_stage(str(tmp_path / 'none'), config) == (
+      one.num_train_steps, two_step.OTHER)
+  assert two_step.latest_stage(str(tmp_path / 'none'), config) == (
       None, None, None)
+  assert two_step.finished(str(tmp_path), one)
+  assert not two_step.finished(str(tmp_path), config)
 
 
 def test_load_without_a_run_names_the_problem(tmp_path):
@@ -135,7 +142,7 @@ def test_evaluate_mode_reads_the_workdirs_config_and_stays_quiet(trained):
   console = proc.stdout + proc.stderr
   assert [l for l in console.splitlines()
           if 'orbax' in l.lower() or 'xla_bridge' in l] == []
-  assert 'SR(+)' in proc.stdout
+  assert evaluation.format_table(results) in proc.stdout
 
 
 def test_console_errors_are_one_line():

@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from conftest import tiny_config
+from cvqvae_jax import cli
 from cvqvae_jax import manipulate
 from cvqvae_jax import objectives
 from cvqvae_jax import models
@@ -208,20 +209,15 @@ def test_swap_changes_the_label_the_classifier_sees(trained_baselines, name):
   assert float(p1(minus).mean()) < float(p1(x[i1]).mean()) - 0.1, name
 
 
-def test_ccvae_evaluate_mode(tmp_path, monkeypatch):
+@pytest.mark.usefixtures('stub_classifiers')
+def test_ccvae_evaluate_mode(tmp_path):
   """The CLI's train and evaluate paths for a baseline: every results.json
   key of CVQVAE, c leakage included. (The independent classifier is a stub
   here: tests/test_classifier.py and tests/test_train.py train real ones.)"""
-  from test_leakage import _StubClassifier  # pylint: disable=g-import-not-at-top
-  from cvqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(
-      evaluation.classifier, 'load_or_train',
-      lambda config, workdir: {l: _StubClassifier()
-                               for l in config.data.labels})
   config = tiny_config(**{'model.name': 'ccvae', 'num_train_steps': 2})
   workdir = str(tmp_path / 'ccvae')
   assert train.train_and_evaluate(config, workdir)
-  results = train.run_offline('evaluate', config, workdir)
+  results = cli.run_offline('evaluate', config, workdir)
   assert results['model'] == 'ccvae' and results['step'] == 2
   for row in results['labels'].values():
     for key in ('bca', 'sr_plus', 'sr_minus', 'cfd', 'oracle_swap_mse_plus',

@@ -152,17 +152,6 @@ def test_leakage_metrics_per_label():
 # ---- in evaluation ------------------------------------------------------------
 
 
-class _StubClassifier:
-  """Stands in for the independent classifier (tests/test_classifier.py)."""
-  test_accuracy, test_bca = 0.5, 0.5
-
-  def outputs(self, x):
-    x = np.asarray(x)
-    feats = x[:, ::4, ::4, 0].reshape(len(x), -1)
-    p = 1 / (1 + np.exp(-feats.mean(1)))
-    return np.stack([1 - p, p], 1), feats
-
-
 @pytest.fixture(scope='module')
 def tiny_model():
   """A freshly initialised tiny model (the probes need no trained one) and
@@ -193,12 +182,10 @@ def test_evaluate_reports_leakage(tiny_model):
       assert isinstance(value, float) and 0.0 <= value <= 1.0, (name, key)
 
 
-def test_paper_evaluation_reports_leakage(tiny_model, monkeypatch, tmp_path):
+@pytest.mark.usefixtures('stub_classifiers')
+def test_paper_evaluation_reports_leakage(tiny_model, tmp_path):
   from cvqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
   config, model, params = tiny_model
-  monkeypatch.setattr(
-      evaluation.classifier, 'load_or_train',
-      lambda config, workdir: {l: _StubClassifier() for l in config.data.labels})
   results = evaluation.paper_evaluation(params, model, config, str(tmp_path),
                                         step=0)
   for name, row in results['labels'].items():

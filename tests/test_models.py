@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cvqvae_jax import models
 from cvqvae_jax import objectives
 from cvqvae_jax.models import MODEL_NAMES
 from cvqvae_jax.models import contract
@@ -46,11 +47,22 @@ def test_res_block_shapes_and_shortcut(resample, size_out):
   assert 'shortcut' not in same['params']
 
 
+def _shapes(tree):
+  return sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
 def test_res_block_with_style_uses_adain():
-  x, style = jnp.ones((2, 4, 4, 3)), jnp.ones((2, 10))
-  variables = _init(layers.ResBlock(3, 'up'), x, style)
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+  style = jnp.ones((2, 10))
+  block = layers.ResBlock(3, 'up')
+  variables = _init(block, x, style)
+  # Before each activation an AdaIN: the style (10) -> (gamma, beta) of the
+  # 3 channels.
   assert set(variables['params']) >= {'adain_1', 'adain_2'}
-  assert variables['params']['adain_1']['Dense_0']['kernel'].shape == (10, 6)
+  assert _shapes(variables['params']['adain_1']) == [(6,), (10, 6)]
+  out = lambda s: block.apply(variables, x, s)
+  assert np.abs(np.asarray(out(style) - out(-style))).max() > 1e-3
+  assert 'adain_1' not in _init(block, x)['params']  # No style, no AdaIN.
 
 
 def test_adain_output_is_instance_normalised_then_modulated():
@@ -101,6 +113,15 @@ def test_both_features_mask_the_half_of_the_other_value():
   np.testing.assert_allclose(half[0], [0.5, 1.0, 1.5, 2.0])
   with pytest.raises(ValueError, match='presence'):
     layers.combine_features(jnp.array([1.0]), c[:1], 'sometimes')
+
+
+def test_feature_kinds_follow_the_config_table():
+  config = tiny_config()
+  assert models.feature_kinds(config) == ('presence', 'both')
+  config.data.labels = ('smile', 'cardiomegaly')
+  assert models.feature_kinds(config) == ('both', 'presence')
+  with pytest.raises(ValueError, match="Unknown feature kind 'neither'"):
+    layers.feature_size('neither', 3)
 
 
 def test_codebook_logits_are_minus_euclidean_distance():
@@ -363,8 +384,8 @@ def test_gaussian_variants_d_and_f(name, latent_size, adain):
       latent_size + 2 + f_size, 16 * 8)
   blocks = [shapes['decoder'][f'block_{i}'] for i in range(5)]
   if adain:  # AdaIN in every decoder block, driven by z (JDVAE, paper 2.4)
-    assert all(b['adain_1']['Dense_0']['kernel'].shape[0] == latent_size
-               for b in blocks)
+    assert all([s[0] for s in _shapes(b['adain_1']) if len(s) == 2]
+               == [latent_size] for b in blocks)  # The kernel's input: z.
   else:
     assert not any('adain_1' in b for b in blocks)
   out = jax.eval_shape(lambda p: model.apply(

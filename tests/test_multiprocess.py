@@ -20,6 +20,7 @@ import pytest
 from conftest import FAST_COMPILE_FLAG, ROOT, subprocess_env, tiny_config
 from cvqvae_jax import checkpointing
 from cvqvae_jax import classifier
+from cvqvae_jax import cli
 from cvqvae_jax import profiling
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
@@ -175,7 +176,7 @@ def test_offline_modes_refuse_several_processes(monkeypatch, tmp_path):
   for mode in ('evaluate', 'figures'):
     with pytest.raises(ValueError, match=f'--mode={mode} runs in one '
                        'process.*without --distributed'):
-      train.run_offline(mode, tiny_config(), str(tmp_path))
+      cli.run_offline(mode, tiny_config(), str(tmp_path))
   with pytest.raises(ValueError, match='classifiers are trained and cached '
                      'by one process'):
     classifier.load_or_train(tiny_config(), str(tmp_path))

@@ -20,13 +20,6 @@ def test_supervision_mask_is_exact_seeded_and_fixed():
     pipeline.supervision_mask(10, 1.5, 0)
 
 
-def test_label_kinds_follow_the_config_table():
-  config = tiny_config()
-  assert pipeline.label_kinds(config) == ('presence', 'both')
-  config.data.labels = ('smile', 'cardiomegaly')
-  assert pipeline.label_kinds(config) == ('both', 'presence')
-
-
 def test_train_batches_carry_only_what_the_step_needs():
   config = tiny_config()
   batch = next(iter(pipeline.create_train_dataset(config)))

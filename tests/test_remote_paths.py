@@ -22,6 +22,7 @@ import pytest
 import cvqvae_jax
 from cvqvae_jax import checkpointing
 from cvqvae_jax import classifier
+from cvqvae_jax import cli
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
 
@@ -91,7 +92,7 @@ def test_workdir_on_a_bucket_trains_resumes_and_evaluates(bucket, tmp_path,
   assert not (tmp_path / 'gs:').exists()
   assert cvqvae_jax.load_config(workdir).num_train_steps == 6
 
-  evaluated = train.run_offline('evaluate', resumed, workdir)
+  evaluated = cli.run_offline('evaluate', resumed, workdir)
   assert json.load(open(run / 'eval' / 'results.json')) == evaluated
   assert evaluated['step'] == 6
   assert not (tmp_path / 'gs:').exists()

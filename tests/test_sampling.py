@@ -1,4 +1,4 @@
-"""The Gumbel sampling helpers of the models (models/sampling.py)."""
+"""The sampling helpers of the models (models/sampling.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +14,21 @@ def test_gumbel_samples_follow_the_categorical():
       jax.random.key(2), (20000, 3)), -1)
   freq = np.bincount(np.asarray(idx), minlength=3) / 20000
   np.testing.assert_allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
+
+
+def test_gaussian_samples_have_the_mean_and_variance_and_their_gradient():
+  mean, log_var = jnp.array([1.0, -2.0]), jnp.log(jnp.array([4.0, 0.25]))
+  many = sampling.gaussian_sample(jax.random.key(0), mean, log_var,
+                                  (20000, 2))
+  np.testing.assert_allclose(many.mean(0), mean, atol=0.05)
+  np.testing.assert_allclose(many.std(0), [2.0, 0.5], rtol=0.03)
+  # One sample: d/d mean = 1, d/d log_var = eps sigma / 2.
+  one = lambda m, v: sampling.gaussian_sample(jax.random.key(1), m, v).sum()
+  eps = jax.random.normal(jax.random.key(1), (2,))
+  d_mean, d_log_var = jax.grad(one, argnums=(0, 1))(mean, log_var)
+  np.testing.assert_allclose(d_mean, [1.0, 1.0])
+  np.testing.assert_allclose(d_log_var, eps * jnp.exp(0.5 * log_var) / 2,
+                             rtol=1e-6)
 
 
 def test_copy_straight_through_passes_gradient_to_z_e():

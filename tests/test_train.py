@@ -2,9 +2,9 @@
 
 import glob
 import json
-import logging as std_logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from cvqvae_jax import checkpointing
+from cvqvae_jax import classifier
+from cvqvae_jax import cli
 from cvqvae_jax import evaluation
 from cvqvae_jax import inception
+from cvqvae_jax import metric_writers
 from cvqvae_jax import metrics
 from cvqvae_jax import objectives
 from cvqvae_jax import models
@@ -23,7 +26,7 @@ from cvqvae_jax import profiling
 from cvqvae_jax import train
 from cvqvae_jax.data import pipeline
 
-from conftest import ROOT, subprocess_env, tiny_config
+from conftest import ROOT, TINY_FLAGS, subprocess_env, tiny_config
 
 
 def _records(workdir):
@@ -99,17 +102,23 @@ class _StubFIDFeatures:
 
 
 def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
-    trained, tmp_path, capsys, caplog, monkeypatch):
+    trained, tmp_path, capsys, monkeypatch):
   workdir, _, _ = trained
   config = tiny_config(num_train_steps=6)
-  with caplog.at_level(std_logging.INFO):
-    results = train.run_offline('evaluate', config, workdir)
-  # The classifier's progress is logged once (main shows this package's
-  # INFO lines on the console), not also printed.
-  assert 'Classifier glasses (cifar_resnet8): step 4/4' in caplog.text
+  # Which independent classifiers are trained: (label, steps).
+  trainings = []
+  train_classifier = classifier.train
+
+  def recorded(config, label_index, *args):
+    trainings.append((config.data.labels[label_index],
+                      config.eval.classifier_steps))
+    return train_classifier(config, label_index, *args)
+  monkeypatch.setattr(classifier, 'train', recorded)
+  results = cli.run_offline('evaluate', config, workdir)
+  assert trainings == [('glasses', 4), ('smile', 4)]
+  # The console gets the table of the results, and nothing else.
   printed = capsys.readouterr().out
-  assert 'Classifier glasses' not in printed
-  assert 'SR(+)' in printed and 'oracle+' in printed  # The table.
+  assert printed.startswith(evaluation.format_table(results) + '\n')
   with open(os.path.join(workdir, 'eval', 'results.json')) as f:
     assert json.load(f) == results
   assert (results['model'], results['dataset'], results['step']) == (
@@ -135,24 +144,22 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
   # The classifiers are cached: a second evaluation trains nothing.
   cached = glob.glob(os.path.join(workdir, 'classifier', '*'))
   assert len(cached) == 2
-  caplog.clear()
-  with caplog.at_level(std_logging.INFO):
-    again = train.run_offline('evaluate', config, workdir)
-  assert 'Classifier glasses (cifar_resnet8): step' not in caplog.text
+  trainings.clear()
+  again = cli.run_offline('evaluate', config, workdir)
+  assert trainings == []
   assert again == results
   # Another classifier config is not silently reused. (And with weights
   # given, FID is reported: a stand-in feature network keeps this fast.)
   other = tiny_config(num_train_steps=6, **{'eval.classifier_steps': 2,
                                             'eval.fid_weights': 'stub.npz'})
   monkeypatch.setattr(inception, 'FIDFeatures', _StubFIDFeatures)
-  with caplog.at_level(std_logging.INFO):
-    with_fid = train.run_offline('evaluate', other, workdir)
-  assert 'Classifier glasses (cifar_resnet8): step 2/2' in caplog.text
+  with_fid = cli.run_offline('evaluate', other, workdir)
+  assert trainings == [('glasses', 2), ('smile', 2)]
   assert len(glob.glob(os.path.join(workdir, 'classifier', '*'))) == 4
   for row in with_fid['labels'].values():
     assert row['fid'] > 0
 
-  out = train.run_offline('figures', config, workdir)
+  out = cli.run_offline('figures', config, workdir)
   assert out['samples'] == os.path.join(workdir, 'figures', 'samples.png')
   expected = {'swaps_glasses', 'swaps_smile', 'difference_glasses',
               'interpolation_glasses_y1', 'interpolation_smile_y0',
@@ -163,7 +170,7 @@ def test_evaluate_and_figures_modes_read_the_latest_checkpoint(
     assert path.startswith(os.path.join(workdir, 'figures'))
     assert os.path.getsize(path) > 1000
   with pytest.raises(FileNotFoundError, match='train first'):
-    train.run_offline('evaluate', config, str(tmp_path))
+    cli.run_offline('evaluate', config, str(tmp_path))
 
 
 def test_metrics_log_every_term_once_per_step_across_resume(trained):
@@ -218,12 +225,36 @@ def test_checkpoint_of_another_model_is_a_clear_error(trained):
 
 
 def test_non_finite_loss_names_step_and_term_and_keeps_last_checkpoint(
-    tmp_path):
+    tmp_path, monkeypatch):
   workdir = str(tmp_path)
+  # A trace of every step: still running when the loss breaks.
   config = tiny_config(num_train_steps=6, checkpoint_every_steps=1,
-                       log_every_steps=1, learning_rate=1e35)
+                       log_every_steps=1, learning_rate=1e35,
+                       profile_steps=(1, 6))
+  handler = signal.getsignal(signal.SIGTERM)
+  opened, closed = [], []
+
+  class Recorded(metric_writers.MetricWriter):
+
+    def __init__(self, *args, **kwargs):
+      opened.append(self)
+      super().__init__(*args, **kwargs)
+
+    def close(self):
+      closed.append(self)
+      super().close()
+  monkeypatch.setattr(metric_writers, 'MetricWriter', Recorded)
   with pytest.raises(train.NonFiniteLossError) as info:
     train.train_and_evaluate(config, workdir)
+  # The loop's resources are closed on the error's path too: the SIGTERM
+  # handler is the one before, the trace was stopped and written (another
+  # can start), every metric writer was closed.
+  assert signal.getsignal(signal.SIGTERM) is handler
+  assert glob.glob(os.path.join(workdir, 'profile', '**', '*.xplane.pb'),
+                   recursive=True)
+  jax.profiler.start_trace(str(tmp_path / 'again'))
+  jax.profiler.stop_trace()
+  assert opened and closed == opened
   message = str(info.value)
   assert 'at step' in message and 'Loss term' in message
   bad_step = int(message.split('at step ')[1].split('.')[0])
@@ -252,21 +283,6 @@ def test_cli_rejects_unknown_config_fields_without_traceback(tmp_path):
   assert 'Traceback' not in bad.stderr
 
 
-TINY_FLAGS = ('--config.batch_size=8', '--config.data.image_size=16',
-              '--config.data.num_train=64', '--config.data.num_test=16',
-              '--config.model.encoder_widths=(8,8,8,8,8)',
-              '--config.model.feature_widths=(8,8,8,8,8)',
-              '--config.model.decoder_widths=(8,8,8,8,8)',
-              '--config.model.latent_grid=4', '--config.model.num_codes=16',
-              '--config.model.code_dim=4', '--config.model.num_features=3',
-              '--config.eval.batch_size=8', '--config.eval.num_examples=16',
-              '--config.log_every_steps=1', '--config.data.read_threads=1',
-              # --mode=evaluate/figures: a tiny independent classifier.
-              '--config.eval.num_pairs=8', '--config.eval.classifier_steps=2',
-              '--config.eval.classifier_batch_size=8',
-              '--config.eval.figure_examples=2')
-
-
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
   import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
@@ -283,11 +299,14 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
                                         metrics.stat().st_size):
     time.sleep(0.5)
   proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=240)
+  _, err = proc.communicate(timeout=240)
   assert proc.returncode == 0, err[-2000:]
-  assert 'Preempted: saved step' in out
-  saved = int(out.split('saved step ')[1].split()[0])
-  assert os.listdir(tmp_path / 'checkpoints') == [str(saved)]
+  # One checkpoint, at the step it stopped after (not a scheduled one).
+  saved_steps = os.listdir(tmp_path / 'checkpoints')
+  assert len(saved_steps) == 1
+  saved = int(saved_steps[0])
+  assert [r['step'] for r in _records(str(tmp_path))
+          if 'loss' in r] == list(range(1, saved + 1))
   done = _main('--config=configs/default.py', f'--workdir={tmp_path}',
                f'--config.num_train_steps={saved + 2}', *TINY_FLAGS)
   assert done.returncode == 0, done.stderr[-2000:]

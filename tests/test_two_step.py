@@ -4,7 +4,6 @@ tokens, keeps them frozen for freeze_steps, then trains everything."""
 import functools
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -14,7 +13,9 @@ import numpy as np
 import optax
 import pytest
 
+from cvqvae_jax import api
 from cvqvae_jax import checkpointing
+from cvqvae_jax import cli
 from cvqvae_jax import objectives
 from cvqvae_jax import optim
 from cvqvae_jax import models
@@ -22,8 +23,7 @@ from cvqvae_jax import train
 from cvqvae_jax import two_step
 from cvqvae_jax.data import pipeline
 
-from conftest import ROOT, subprocess_env, tiny_config
-from test_train import TINY_FLAGS
+from conftest import ROOT, TINY_FLAGS, subprocess_env, tiny_config
 
 
 def test_optimizer_freezes_only_the_transferred_params():
@@ -127,6 +127,15 @@ def test_stage_two_starts_from_stage_one_and_thaws_after_freeze_steps(
   assert record['restored'] == transferred
   assert record['initialised'] == others
 
+  # Finished: its own model at num_train_steps or later; not with more
+  # steps to go, nor where the latest checkpoint holds another model.
+  assert two_step.finished(workdir, config)
+  longer = _stage_two_config(stage_one)
+  longer.num_train_steps = 5
+  assert not two_step.finished(workdir, longer)
+  assert not two_step.finished(stage_one, config)
+  assert not two_step.finished(str(tmp_path / 'none'), config)
+
 
 def test_stage_one_that_does_not_fit_names_the_paths_and_shapes(stage_one):
   config = _stage_two_config(stage_one, **{'model.num_features': 5})
@@ -171,18 +180,15 @@ def test_cli_trains_f_from_a_d_workdir(stage_one, tmp_path):
   proc = main(f'--workdir={workdir}', '--config.model.name=cgvae2',
               f'--config.init_from={stage_one}', '--config.freeze_steps=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
-  switch = [l for l in proc.stderr.splitlines()
-            if 'Two-step training: restored from' in l]
-  assert len(switch) == 1, proc.stderr[-3000:]
-  assert re.search(r'step [0-9]+ \(model .[a-z0-9]+.\): [0-9]+ arrays restored, [0-9]+ '
-                   rf'initialised fresh \(the list: {workdir}/init_from.json\)'
-                   r'\.$', switch[0]), switch[0]
-  assert 'feature_net/head (bias, kernel)' not in proc.stderr  # At DEBUG.
+  # What came from stage one's last checkpoint, and what started fresh.
   with open(os.path.join(workdir, 'init_from.json')) as f:
     record = json.load(f)
+  assert record['init_from'] == stage_one
+  assert record['checkpoint'] == f'{stage_one}/checkpoints/4'
+  assert record['stage_one_model'] == 'cgvae'
   assert 'feature_net/head/kernel' in record['restored']
-  assert f'{len(record["restored"])} arrays restored' in switch[0]
-  assert f'{len(record["initialised"])} initialised fresh' in switch[0]
+  assert all(two_step.is_transferred(p) for p in record['restored'])
+  assert not any(two_step.is_transferred(p) for p in record['initialised'])
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     records = [json.loads(l) for l in f]
   assert [r['step'] for r in records if 'loss' in r] == [1, 2]
@@ -191,7 +197,6 @@ def test_cli_trains_f_from_a_d_workdir(stage_one, tmp_path):
   proc = main(f'--workdir={workdir}', '--config.model.name=cgvae2',
               '--mode=evaluate')
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'SR(+)' in proc.stdout
   with open(os.path.join(workdir, 'eval', 'results.json')) as f:
     results = json.load(f)
   assert results['model'] == 'cgvae2' and results['step'] == 2
@@ -240,28 +245,41 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
   proc.wait(timeout=60)
   log.close()
   err = (tmp_path / 'first.log').read_text()
-  assert 'Training E (CVQVAE, two-step): stage one (D (CGVAE)) for steps 1-3'\
-      in err, err[-3000:]
-  assert 'Two-step training: restored from' in err
   saved = sorted(int(s) for s in os.listdir(workdir / 'checkpoints')
                  if s.isdigit())  # Not a save cut short by the kill.
-  assert saved and 3 < saved[-1] < 60, saved
-  stage_one_records = [l for l in metrics.read_text().split('\n')
-                       if l.strip() and json.loads(l)['step'] <= 3]
+  assert saved and 3 < saved[-1] < 60, (saved, err[-3000:])
+  # Killed in stage two, which had started from stage one's last step.
+  config = api.load_config(str(workdir))
+  assert two_step.latest_stage(str(workdir), config)[:2] == (saved[-1],
+                                                             two_step.MODEL)
+  init_record = workdir / two_step.INIT_RECORD
+  assert json.loads(init_record.read_text())['checkpoint'].endswith(
+      'checkpoints/3')
+  init_written = init_record.stat().st_mtime_ns
+  # Logged so far (a step trained again would log another steps_per_second).
+  trained = [l for l in metrics.read_text().split('\n')
+             if l.strip() and json.loads(l)['step'] <= saved[-1]]
 
   done = subprocess.run(args, cwd=ROOT, env=subprocess_env(),
                         capture_output=True, text=True, timeout=600,
                         check=False)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert f'Resumed from {workdir}/checkpoints at step {saved[-1]}' in \
-      done.stderr
-  assert 'Two-step training: restored' not in done.stderr
-  assert 'Trained to step 60: E (CVQVAE, two-step).' in done.stdout
+  # Resumed from its own latest checkpoint: the steps up to it (stage
+  # one's among them) are not trained again, nor is stage two started
+  # again from stage one (init_from.json would be written anew).
+  assert [l for l in metrics.read_text().split('\n')
+          if l.strip() and json.loads(l)['step'] <= saved[-1]] == trained
+  assert init_record.stat().st_mtime_ns == init_written
+  assert two_step.finished(str(workdir), config)
   records = [json.loads(l) for l in metrics.read_text().split('\n')
              if l.strip()]
-  # Stage one's records are untouched; every step is logged once.
-  assert [l for l in metrics.read_text().split('\n')
-          if l.strip() and json.loads(l)['step'] <= 3] == stage_one_records
+  # The console's summary is that of the final evaluation.
+  final = {k: v for k, v in records[-1].items()
+           if k not in ('step', 'steps_per_second')}
+  assert records[-1]['step'] == 60 and 'eval_reconstruction_mse' in final
+  assert cli.summary(str(workdir), 60, final, two_step.variant(config)) \
+      in done.stdout
+  # Every step is logged once.
   train_steps = [r['step'] for r in records if 'loss' in r]
   assert train_steps == list(range(1, 61))
   # Stage one logs the Gaussian KL and no code usage; stage two its codes.
@@ -271,10 +289,7 @@ def test_one_main_call_trains_both_stages_and_a_kill_in_stage_two_resumes(
              if 'loss' in r and r['step'] > 3)
   with open(workdir / 'config.json') as f:
     assert json.load(f)['model']['name'] == 'cvqvae'
-  with open(workdir / two_step.INIT_RECORD) as f:
-    record = json.load(f)
-  assert record['stage_one_model'] == 'cgvae'
-  assert record['checkpoint'].endswith('checkpoints/3')
+  assert json.loads(init_record.read_text())['stage_one_model'] == 'cgvae'
 
 
 

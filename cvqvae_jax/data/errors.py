@@ -1,5 +1,5 @@
 """Errors that are the user's to fix (cvqvae_jax.main prints them without a
-traceback): both derive from the types train.USER_ERRORS already lists."""
+traceback): both derive from the types cli.USER_ERRORS already lists."""
 
 import difflib
 

@@ -31,13 +31,6 @@ def supervision_mask(num_examples: int, rate: float, seed: int) -> np.ndarray:
   return mask
 
 
-def label_kinds(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """'presence' or 'both' for each of `data.labels` (config.model)."""
-  table = dict(config.model.feature_combination)
-  return tuple(table.get(l, config.model.default_feature_combination)
-               for l in config.data.labels)
-
-
 def create_source(data_config: ml_collections.ConfigDict, split: str):
   """The random-access source of one split ('train' or 'test')."""
   if data_config.source == 'procedural':

@@ -8,7 +8,6 @@ from typing import Any, Sequence
 import flax.linen as nn
 import ml_collections
 
-from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import baselines
 from cvqvae_jax.models import cgvae
 from cvqvae_jax.models import cvqvae
@@ -90,12 +89,21 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
   )
 
 
+def feature_kinds(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The feature kind (layers.FEATURE_KINDS: how f(y, c) combines y and c)
+  of each of config.data.labels: model.feature_combination[label], else
+  model.default_feature_combination."""
+  table = dict(config.model.feature_combination)
+  return tuple(table.get(l, config.model.default_feature_combination)
+               for l in config.data.labels)
+
+
 def for_config(config: ml_collections.ConfigDict,
                image_shape: Sequence[int]) -> nn.Module:
   """The model of a whole config for images of `image_shape` (S, S, C)."""
   return create_model(config.model, image_size=image_shape[0],
                       channels=image_shape[-1],
-                      feature_kinds=pipeline.label_kinds(config),
+                      feature_kinds=feature_kinds(config),
                       dtype=config.get('dtype', 'float32'))
 
 

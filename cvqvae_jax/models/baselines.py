@@ -58,11 +58,6 @@ def label_log_prob(logits_y: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.sum(y * jax.nn.log_softmax(logits_y, axis=-1), axis=-1)
 
 
-def _sample(rng, mean, log_var):
-  eps = jax.random.normal(rng, mean.shape, mean.dtype)
-  return mean + jnp.exp(0.5 * log_var) * eps
-
-
 class M2(cgvae.CGVAE):
   """Kingma et al.'s M2 with CVQVAE's backbone: CGVAE without features.
 
@@ -134,16 +129,15 @@ class JDVAE(cgvae.CGVAE):
                y_temperature: Any = 1.0, z_temperature: Any = 1.0):
     del z_temperature
     logits_y, c_mean, c_log_var = self.feature_posterior(x)
+    y = self.sample_labels(logits_y, labels, labelled, train, y_temperature,
+                           x.dtype)
+    c = c_mean
     if train:
-      y = sampling.semi_supervised_labels(
-          self.make_rng('sample'), logits_y, labels, labelled, y_temperature)
-      c = tuple(_sample(self.make_rng('sample'), m, v)
+      c = tuple(sampling.gaussian_sample(self.make_rng('sample'), m, v)
                 for m, v in zip(c_mean, c_log_var))
-    else:
-      y = jax.nn.one_hot(jnp.argmax(logits_y, -1), 2, dtype=x.dtype)
-      c = c_mean
     mean, log_var = self.posterior(x, y)
-    z = _sample(self.make_rng('sample'), mean, log_var) if train else mean
+    z = (sampling.gaussian_sample(self.make_rng('sample'), mean, log_var)
+         if train else mean)
     return dict(logits_y=logits_y, c=c, c_mean=c_mean, c_log_var=c_log_var,
                 y=y, z_mean=mean, z_log_var=log_var, z_q=z,
                 x_hat=self.decode(z, y, c))
@@ -241,7 +235,8 @@ class CCVAE(cvqvae.ConditionalVAE):
     del y
     _, _, mean, log_var = self.posterior(x)
     return {'most_likely': mean, 'expected': mean,
-            'sample': _sample(self.make_rng('sample'), mean, log_var)}
+            'sample': sampling.gaussian_sample(self.make_rng('sample'), mean,
+                                               log_var)}
 
   def features(self, y: jax.Array, c: Sequence[jax.Array]) -> jax.Array:
     del y  # p(x|z): z_c enters the decoder whatever y is.
@@ -260,27 +255,28 @@ class CCVAE(cvqvae.ConditionalVAE):
     c_mean, c_log_var, s_mean, s_log_var = self.posterior(x)
     if not train:
       logits = self.label_logits(c_mean)
-      y = jax.nn.one_hot(jnp.argmax(logits, -1), 2, dtype=x.dtype)
+      y = self.sample_labels(logits, labels, labelled, False, y_temperature,
+                             x.dtype)
       return dict(logits_y=logits, c=c_mean, y=y, z_mean=s_mean,
                   z_log_var=s_log_var, z_q=s_mean,
                   x_hat=self.decode(s_mean, y, c_mean))
-    z_c = tuple(_sample(self.make_rng('sample'), m, v)
+    z_c = tuple(sampling.gaussian_sample(self.make_rng('sample'), m, v)
                 for m, v in zip(c_mean, c_log_var))
-    z_s = _sample(self.make_rng('sample'), s_mean, s_log_var)
+    z_s = sampling.gaussian_sample(self.make_rng('sample'), s_mean, s_log_var)
     logits_zc = self.label_logits(z_c)
     # The weight's q(y|z_c) trains the classifier only (Joy et al.'s code).
     logits_zc_fixed = self.label_logits(
         tuple(jax.lax.stop_gradient(z) for z in z_c))
     rng = self.make_rng('sample')
     samples = tuple(
-        m + jnp.exp(0.5 * v) * jax.random.normal(
-            jax.random.fold_in(rng, l), (self.num_samples, *m.shape), m.dtype)
+        sampling.gaussian_sample(jax.random.fold_in(rng, l), m, v,
+                                 (self.num_samples, *m.shape))
         for l, (m, v) in enumerate(zip(c_mean, c_log_var)))
     # log q(y|x) of both values of every label: a valid set of logits.
     log_q_y_x = monte_carlo_log_likelihood(
         jax.nn.log_softmax(self.label_logits(samples), axis=-1))
-    y = sampling.semi_supervised_labels(
-        self.make_rng('sample'), logits_zc, labels, labelled, y_temperature)
+    y = self.sample_labels(logits_zc, labels, labelled, True, y_temperature,
+                           x.dtype)
     prior_mean, prior_log_var = self.conditional_prior(y)
     return dict(logits_y=log_q_y_x, logits_zc=logits_zc,
                 logits_zc_fixed=logits_zc_fixed, c=z_c, c_mean=c_mean,

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from cvqvae_jax import objectives
 from cvqvae_jax.models import cvqvae
 from cvqvae_jax.models import layers
+from cvqvae_jax.models import sampling
 
 
 class CGVAE(cvqvae.ConditionalVAE):
@@ -71,9 +72,9 @@ class CGVAE(cvqvae.ConditionalVAE):
     """As CVQVAE.posterior_codes: the mean (most likely and expected z), a
     sample ('sample' rng), and no per-position entropy."""
     mean, log_var = self.posterior(x, y)
-    eps = jax.random.normal(self.make_rng('sample'), mean.shape, mean.dtype)
     return {'most_likely': mean, 'expected': mean,
-            'sample': mean + jnp.exp(0.5 * log_var) * eps}
+            'sample': sampling.gaussian_sample(self.make_rng('sample'), mean,
+                                               log_var)}
 
   def __call__(self, x: jax.Array, labels: jax.Array, labelled: jax.Array, *,
                train: bool, y_temperature: Any = 1.0,
@@ -83,10 +84,8 @@ class CGVAE(cvqvae.ConditionalVAE):
     logits_y, c, y = self.labels_and_features(x, labels, labelled, train,
                                               y_temperature)
     mean, log_var = self.posterior(x, y)
-    z = mean
-    if train:
-      eps = jax.random.normal(self.make_rng('sample'), mean.shape, mean.dtype)
-      z = mean + jnp.exp(0.5 * log_var) * eps
+    z = (sampling.gaussian_sample(self.make_rng('sample'), mean, log_var)
+         if train else mean)
     extra = {}
     if train:
       extra = {**self.adversary_outputs(z),

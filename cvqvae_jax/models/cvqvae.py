@@ -216,7 +216,8 @@ class ConditionalVAE(nn.Module):
   model (the two-step training of paper 2.4 moves them from one model to
   another).
   Attributes mirror `config.model`; `feature_kinds` holds one of
-  'presence'/'both' per label (their count is the number of labels L).
+  layers.FEATURE_KINDS per label (models.feature_kinds; their count is the
+  number of labels L).
 
   `dtype` is the computation dtype of E_phi, C_phi and D_theta (config.dtype:
   bfloat16 for mixed precision). Their outputs (z_e, the logits of q(y|x),
@@ -368,18 +369,24 @@ class ConditionalVAE(nn.Module):
     for every model; each model defines its own (its latent and its loss)."""
     raise NotImplementedError
 
+  def sample_labels(self, logits_y: jax.Array, labels: jax.Array,
+                    labelled: jax.Array, train: bool, y_temperature: Any,
+                    dtype) -> jax.Array:
+    """y of one pass, (B, L, 2) of `dtype`, from the logits of q(y|.): the
+    true one-hot label where labelled, else a relaxed sample of q(y|.)
+    ('sample' rng) in training; the most likely label at test."""
+    if train:
+      return sampling.semi_supervised_labels(
+          self.make_rng('sample'), logits_y, labels, labelled, y_temperature)
+    return jax.nn.one_hot(jnp.argmax(logits_y, -1), 2, dtype=dtype)
+
   def labels_and_features(self, x: jax.Array, labels: jax.Array,
                           labelled: jax.Array, train: bool,
                           y_temperature: Any):
-    """(logits_y, c, y): y is the true one-hot label where labelled, else a
-    relaxed sample of q(y|x) ('sample' rng) in training, argmax at test."""
+    """(logits_y, c, y): C_phi's output and its y (sample_labels)."""
     logits_y, c = self.classify(x)
-    if train:
-      y = sampling.semi_supervised_labels(
-          self.make_rng('sample'), logits_y, labels, labelled, y_temperature)
-    else:
-      y = jax.nn.one_hot(jnp.argmax(logits_y, -1), 2, dtype=x.dtype)
-    return logits_y, c, y
+    return logits_y, c, self.sample_labels(logits_y, labels, labelled, train,
+                                           y_temperature, x.dtype)
 
 
 class CVQVAE(ConditionalVAE):

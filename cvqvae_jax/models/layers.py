@@ -10,7 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-FEATURE_COMBINATIONS = ('presence', 'both')
+# The feature kinds of a label: how f(y, c) combines y and c.
+FEATURE_KINDS = ('presence', 'both')
 # config.dtype -> the computation dtype of the convolutional networks.
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -155,15 +156,14 @@ def combine_features(y1: jax.Array, c: jax.Array, kind: str) -> jax.Array:
     c0, c1 = jnp.split(c, 2, axis=-1)
     return jnp.concatenate([(1 - y1) * c0, y1 * c1], axis=-1)
   raise ValueError(
-      f'Unknown feature combination {kind!r}; expected one of '
-      f'{FEATURE_COMBINATIONS}.')
+      f'Unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}.')
 
 
 def feature_size(kind: str, num_features: int) -> int:
   """Size of c for one label: N_c for 'presence', 2 N_c for 'both'."""
-  if kind not in FEATURE_COMBINATIONS:
-    raise ValueError(f'Unknown feature combination {kind!r}; expected one of '
-                     f'{FEATURE_COMBINATIONS}.')
+  if kind not in FEATURE_KINDS:
+    raise ValueError(f'Unknown feature kind {kind!r}; expected one of '
+                     f'{FEATURE_KINDS}.')
   return 2 * num_features if kind == 'both' else num_features
 
 

@@ -1,6 +1,7 @@
-"""Sampling with the Gumbel distribution: the y fed to the tokens and f(y, c)
-during training, the relaxed and straight-through samples of the models, and
-the temperatures of the relaxations (paper 2.3; docs/model.md)."""
+"""Sampling: the y fed to the tokens and f(y, c) during training, the
+relaxed and straight-through samples of the models (Gumbel), the Gaussian
+models' reparameterised samples, and the temperatures of the relaxations
+(paper 2.3; docs/model.md)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def semi_supervised_labels(
   relaxed = gumbel_softmax(rng, logits_y, temperature)
   known = jax.nn.one_hot(labels, 2, dtype=relaxed.dtype)
   return jnp.where(labelled[..., None], known, relaxed)
+
+
+def gaussian_sample(rng: jax.Array, mean: jax.Array, log_var: jax.Array,
+                    shape=None) -> jax.Array:
+  """mean + sigma * eps, eps ~ N(0, I), sigma = exp(log_var / 2): a sample
+  of N(mean, diag(sigma^2)) that carries the gradient of both (the
+  reparameterisation trick). shape: of eps, default mean's; a leading
+  extra axis draws that many samples."""
+  eps = jax.random.normal(rng, mean.shape if shape is None else shape,
+                          mean.dtype)
+  return mean + jnp.exp(0.5 * log_var) * eps
 
 
 def temperature_schedule(step: jax.Array, start: float, end: float,
