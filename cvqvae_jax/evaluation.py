@@ -85,6 +85,14 @@ def _jitted_steps(model) -> dict[str, Any]:
           'predict_labels': jit(predict_labels)}
 
 
+def forget_compiled() -> None:
+  """Drop the jitted evaluation steps shared within this process (the
+  Codecs' and manipulate's), as a new process starts: the next evaluation
+  compiles again (or reads the persistent cache)."""
+  manipulate.jitted.cache_clear()
+  _jitted_steps.cache_clear()
+
+
 class Codec(manipulate.Codec):
   """manipulate.Codec plus the jitted evaluation steps of the same model
   (shared by every Codec of an equal model: one compilation per shape)."""

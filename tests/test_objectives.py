@@ -127,22 +127,25 @@ def test_constant_kl_of_the_one_hot_posterior():
 class _AllWeights:  # every field objectives.TERMS names
   beta, alpha, commitment, beta_features = 0.1, 2.0, 0.25, 3.0
   z_invariance, z_mmd, swap_z_cycle = 0.5, 0.01, 1.0
+  z_hsic, c_hsic, c_labels_hsic = 0.1, 0.2, 0.3
   swap_c_cycle, swap_classification = 0.1, 2.0
 
 
 def test_every_weight_comes_from_the_table():
   assert objectives.weight_fields() == (
       'beta', 'alpha', 'commitment', 'beta_features', 'z_invariance', 'z_mmd',
-      'swap_z_cycle', 'swap_c_cycle', 'swap_classification')
+      'z_hsic', 'c_hsic', 'c_labels_hsic', 'swap_z_cycle', 'swap_c_cycle',
+      'swap_classification')
   terms = {name: jnp.float32(i + 1.0)
            for i, name in enumerate(objectives.TERMS)}
   # recon 1 + 0.1 kl 2 + 0.1 kl_z 3 + 2 class 4 + codebook 5
   # + 0.25 commitment 6 + 0.1 kl_y 7 + 3 kl_c 8 (= 40.7), then the
   # extensions: z_adversary 9 (fixed 1) + 0.5 z_invariance 10
-  # + 0.01 z_mmd 11 + 1 swap_z_cycle 12 + 0.1 swap_c_cycle 13
-  # + 2 swap_classification 14 (= 55.41)
+  # + 0.01 z_mmd 11 + 0.1 z_hsic 12 + 0.2 c_hsic 13 + 0.3 c_labels_hsic 14
+  # + 1 swap_z_cycle 15 + 0.1 swap_c_cycle 16 + 2 swap_classification 17
+  # (= 9 + 5 + 0.11 + 1.2 + 2.6 + 4.2 + 15 + 1.6 + 34 = 72.71)
   np.testing.assert_allclose(objectives.weighted_loss(terms, _AllWeights),
-                             96.11, rtol=1e-6)
+                             113.41, rtol=1e-6)
   assert objectives.weight('kl_c', _AllWeights) == 3.0
   assert objectives.weight('codebook', _AllWeights) == 1.0
 

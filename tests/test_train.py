@@ -329,10 +329,9 @@ def test_wall_time_line_splits_the_run_and_evaluation_compiles_once(
   config = _one_stage(num_train_steps=3, eval_every_steps=2,
                       log_every_steps=1, checkpoint_every_steps=3)
   # As in a new process (other tests compiled this model's programs).
-  evaluation.manipulate.jitted.cache_clear()
-  evaluation._jitted_steps.cache_clear()  # pylint: disable=protected-access
+  evaluation.forget_compiled()
   with profiling.Compilations() as compiled:
-    results = train.train_and_evaluate(config, str(tmp_path))
+    results = cli.train(config, str(tmp_path))
   line = WALL_LINE.search(capsys.readouterr().out)
   assert line, 'no wall-time line'
   total, *parts = (int(v) for v in line.groups())
