@@ -427,14 +427,19 @@ def features_cka(c: Sequence[jax.Array], z: jax.Array) -> jax.Array:
   return total
 
 
+def _encoder_output(out: Mapping[str, Any]) -> jax.Array:
+  """E_phi's continuous output of a pass: CVQVAE's z_e, the Gaussian mean."""
+  return out['z_e'] if 'z_e' in out else out['z_mean']
+
+
 def z_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   """z_hsic: label_cka of E_phi's output (CVQVAE's continuous z_e, the
   Gaussian models' mean) and the labels the pass used (held fixed), when
   objective.z_hsic > 0; else {}."""
   if not objective.get('z_hsic', 0.0):
     return {}
-  z = out['z_e'] if 'z_e' in out else out['z_mean']
-  return {'z_hsic': label_cka(z, jax.lax.stop_gradient(out['y']))}
+  return {'z_hsic': label_cka(_encoder_output(out),
+                              jax.lax.stop_gradient(out['y']))}
 
 
 def c_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
@@ -443,8 +448,8 @@ def c_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   out of c what z knows, not E_phi to forget it."""
   if not objective.get('c_hsic', 0.0):
     return {}
-  z = out['z_e'] if 'z_e' in out else out['z_mean']
-  return {'c_hsic': features_cka(out['c'], jax.lax.stop_gradient(z))}
+  return {'c_hsic': features_cka(
+      out['c'], jax.lax.stop_gradient(_encoder_output(out)))}
 
 
 def other_labels_cka(c: Sequence[jax.Array], y: jax.Array) -> jax.Array:

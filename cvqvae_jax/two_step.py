@@ -160,26 +160,27 @@ def stage_one_config(config: ml_collections.ConfigDict
   return one
 
 
-# The mechanisms beyond the paper (docs/model.md, "Extensions"): the
-# config.objective weight that turns each on, and its name in the recipe.
-EXTENSIONS = (('z_invariance', 'label adversary on z'),
-              ('z_mmd', 'MMD of z across y'),
-              ('z_hsic', 'HSIC of z and y'),
-              ('c_hsic', 'HSIC of c and z'),
-              ('c_labels_hsic', 'HSIC of c and the other labels'),
-              ('swap_z_cycle', 'swap z cycle'),
-              ('swap_c_cycle', 'swap c cycle'),
-              ('swap_classification', 'swap classification'))
+# The mechanisms beyond the paper (docs/model.md, "Extensions"): the config
+# field ('section.field') that turns each on, and its name in the recipe.
+EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
+              ('objective.z_mmd', 'MMD of z across y'),
+              ('objective.z_hsic', 'HSIC of z and y'),
+              ('objective.c_hsic', 'HSIC of c and z'),
+              ('objective.c_labels_hsic', 'HSIC of c and the other labels'),
+              ('objective.swap_z_cycle', 'swap z cycle'),
+              ('objective.swap_c_cycle', 'swap c cycle'),
+              ('objective.swap_classification', 'swap classification'),
+              ('model.feature_film', 'FiLM of f(y, c)'),
+              ('model.token_dropout', 'token dropout'))
 
 
 def extensions(config: ml_collections.ConfigDict) -> list[str]:
   """The names of the extensions that `config` turns on."""
-  names = [name for field, name in EXTENSIONS
-           if config.objective.get(field, 0.0)]
-  if config.model.get('feature_film', False):
-    names.append('FiLM of f(y, c)')
-  if config.model.get('token_dropout', 0.0):
-    names.append('token dropout')
+  names = []
+  for path, name in EXTENSIONS:
+    section, field = path.split('.')
+    if config[section].get(field, 0):
+      names.append(name)
   return names
 
 

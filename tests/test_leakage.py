@@ -90,12 +90,17 @@ def test_decoder_features():
   np.testing.assert_array_equal(f[0], [0, 0, 2, 3])
 
 
+def _glasses_look(fs):
+  """The glasses' own factors, standardised: (n, 6)."""
+  own = np.stack([fs['glasses_size'], fs['glasses_thickness'],
+                  fs['glasses_shape'], *fs['glasses_color'].T], 1)
+  return (own - own.mean(0)) / own.std(0)
+
+
 def test_c_leakage_separates_clean_and_leaky_features():
   fs, labels = _procedural(1000)
   rng = _rng(5)
-  own = np.stack([fs['glasses_size'], fs['glasses_thickness'],
-                  fs['glasses_shape'], *fs['glasses_color'].T], 1)
-  own = (own - own.mean(0)) / own.std(0)
+  own = _glasses_look(fs)
   clean = own @ rng.normal(size=(own.shape[1], 8))
   clean += 0.3 * np.tanh(clean)
   out = leakage.c_leakage(clean, labels[:, 0], 'presence', 'glasses', fs)
@@ -119,9 +124,7 @@ def test_c_leakage_separates_clean_and_leaky_features():
 def test_z_own_factors_reads_the_label_look_from_z():
   fs, labels = _procedural(1000)
   rng = _rng(7)
-  own = np.stack([fs['glasses_size'], fs['glasses_thickness'],
-                  fs['glasses_shape'], *fs['glasses_color'].T], 1)
-  own = (own - own.mean(0)) / own.std(0)
+  own = _glasses_look(fs)
   # A z that holds the glasses' look (where they are worn) beside noise, and
   # one of noise alone.
   holds = np.concatenate([own * labels[:, :1], rng.normal(size=(1000, 4))], 1)
