@@ -289,21 +289,54 @@ def z_own_factors(z, label: str, factors: Mapping[str, Any],
           'z_own_factors': scores}
 
 
+def _z_scores(z, labels: np.ndarray, label_names: Sequence[str],
+              factors: Mapping[str, Any] | None, seed: int
+              ) -> dict[str, dict[str, Any]]:
+  """z_leakage and, for procedural labels with factors, z_own_factors of
+  every label from one probe_scores call: the probes of all labels fit on
+  the same z, so that those with equal masks (every label's y, and the
+  factors shown on the same examples) share one set of features and ridge
+  solves. The scores are those of the separate calls, bit for bit (each
+  target is fit on its own)."""
+  z = np.asarray(z).reshape(len(z), -1)
+  targets, own = {}, {}
+  for l, name in enumerate(label_names):
+    targets[f'y/{name}'] = (np.asarray(labels[:, l]), None, 'binary')
+    if factors is not None and name in procedural.LABEL_KINDS:
+      select = np.ones(len(z), bool)
+      own[name] = procedural.LABEL_FACTORS[name]
+      targets.update({f'{name}/{n}': _factor_target(factors, n, select)
+                      for n in own[name]})
+  scores = probe_scores(z, targets, seed)
+  out = {}
+  for name in label_names:
+    out[name] = {'z_leakage': scores[f'y/{name}']}
+    if name in own:
+      found = {n: scores[f'{name}/{n}'] for n in own[name]
+               if scores[f'{name}/{n}'] is not None}
+      out[name].update(z_own_factors_score=_mean(found.values()),
+                       z_own_factors=found)
+  return out
+
+
 def leakage_metrics(codes: Mapping[str, Any], labels: np.ndarray,
                     label_names: Sequence[str], kinds: Sequence[str],
                     factors: Mapping[str, Any] | None = None,
                     seed: int = 0) -> dict[str, dict[str, Any]]:
-  """Per label name: z_leakage and, with procedural factors, the c ones.
+  """Per label name: z_leakage and, with procedural factors, the c ones
+  (the same as z_leakage, c_leakage and z_own_factors one by one).
 
   codes: {'c': tuple of (n, n_l), 'z_q': (n, ...)} of n held-out examples
   (manipulate.encode with the true labels); labels: (n, L) int.
   """
+  z_scores = _z_scores(codes['z_q'], labels, label_names, factors, seed)
   out = {}
   for l, (name, kind) in enumerate(zip(label_names, kinds)):
-    row = {'z_leakage': z_leakage(codes['z_q'], labels[:, l], seed)}
+    row = {'z_leakage': z_scores[name]['z_leakage']}
     if factors is not None and name in procedural.LABEL_KINDS:
       row.update(c_leakage(codes['c'][l], labels[:, l], kind, name, factors,
                            seed))
-      row.update(z_own_factors(codes['z_q'], name, factors, seed))
+      row.update(z_own_factors_score=z_scores[name]['z_own_factors_score'],
+                 z_own_factors=z_scores[name]['z_own_factors'])
     out[name] = row
   return out

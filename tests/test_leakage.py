@@ -152,6 +152,35 @@ def test_leakage_metrics_per_label():
   assert 'z_own_factors_score' in out['glasses']
 
 
+def test_leakage_metrics_equals_the_probes_one_by_one(monkeypatch):
+  """leakage_metrics fits the z probes of all labels in one call, so that
+  every label's z_leakage shares one ridge fit; its numbers are those of
+  z_leakage, c_leakage and z_own_factors called one by one, bit for bit,
+  in the same order."""
+  fs, labels = _procedural(300)
+  rng = _rng(7)
+  codes = {'c': (rng.normal(size=(300, 3)), rng.normal(size=(300, 6))),
+           'z_q': np.concatenate(
+               [labels[:, :1, None, None] * np.ones((1, 2, 2, 2)),
+                rng.normal(size=(300, 1, 2, 2))], 1)}
+  names, kinds = ('glasses', 'smile'), ('presence', 'both')
+  want = {}
+  for l, (name, kind) in enumerate(zip(names, kinds)):
+    want[name] = {'z_leakage': leakage.z_leakage(codes['z_q'], labels[:, l]),
+                  **leakage.c_leakage(codes['c'][l], labels[:, l], kind, name,
+                                      fs),
+                  **leakage.z_own_factors(codes['z_q'], name, fs)}
+  fits = []
+  ridge = leakage._FeatureRidge  # pylint: disable=protected-access
+  monkeypatch.setattr(leakage, '_FeatureRidge',
+                      lambda *a: (fits.append(1), ridge(*a))[1])
+  got = leakage.leakage_metrics(codes, labels, names, kinds, fs)
+  assert got == want
+  assert [list(r) for r in got.values()] == [list(r) for r in want.values()]
+  # One by one: 12 fits (z_leakage twice on the same examples); here 11.
+  assert len(fits) == 11
+
+
 # ---- in evaluation ------------------------------------------------------------
 
 
