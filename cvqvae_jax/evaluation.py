@@ -127,17 +127,79 @@ def swap_pairs(labels: np.ndarray, label: int, num_pairs: int, seed: int):
   return rng.choice(zeros, num_pairs), rng.choice(ones, num_pairs)
 
 
+def encode_examples(codec: Codec, params, data,
+                    batch_size: int) -> dict[str, Any]:
+  """codec.encode of every image of `data` with its true labels (as the
+  swaps and the leakage probes take them), batched: encode's codes ('y',
+  'c', 'z_q', ...) as numpy arrays over the examples.
+
+  An evaluation encodes each image once with it, and every swap pair, the
+  unswapped reconstructions and the probes index these codes: an image's
+  codes do not depend on the other images of its batch (bit for bit, at
+  the fixed batch shape of metrics.batched, on CPU: tests/test_evaluation.py
+  and docs/performance.md).
+  """
+  return metrics.batched(lambda x, labels: codec.encode(params, x, labels),
+                         (data['image'], data['label']), batch_size)
+
+
+def _placed(codes, params):
+  """Host codes on the devices of `params`, where encode puts its outputs:
+  decoding them runs the program that decodes encode's outputs
+  (codec.reconstruct's), not one compiled for host inputs of its own."""
+  leaf = jax.tree.leaves(params)[0]
+  if not isinstance(leaf, jax.Array):
+    return codes
+  return jax.device_put(codes, leaf.sharding)
+
+
+def _swapped_decodes(codec: Codec, params, codes, label: int, base_idx,
+                     donor_idx, batch_size: int,
+                     without_c: bool = False) -> np.ndarray:
+  """D of the codes of base_idx[i] with y and c of label `label` from
+  donor_idx[i] (manipulate.swap_label), the moved c multiplied by 0 with
+  without_c; batched over the pairs. The swap is made on the host, so that
+  decode gets the same kind of inputs as after an encode."""
+  def decode(b, d):
+    base = jax.tree.map(lambda a: a[b], codes)
+    y = base['y']  # A copy: indexed by an array.
+    y[:, label] = codes['y'][d, label]
+    moved = codes['c'][label][d]
+    moved = 0.0 * moved if without_c else moved
+    c = tuple(moved if l == label else c_l for l, c_l in enumerate(base['c']))
+    return codec.decode(params, _placed({**base, 'y': y, 'c': c}, params))
+  return metrics.batched(decode, (np.asarray(base_idx), np.asarray(donor_idx)),
+                         batch_size)
+
+
+def _pair_codes(codec: Codec, params, data, i0, i1, batch_size: int):
+  """encode_examples of the images the pairs (i0, i1) use, each once, and
+  the pairs as indices into them."""
+  used = np.unique(np.concatenate([i0, i1]))
+  codes = encode_examples(codec, params, {'image': data['image'][used],
+                                          'label': data['label'][used]},
+                          batch_size)
+  return codes, np.searchsorted(used, i0), np.searchsorted(used, i1)
+
+
 def swap_fakes(codec: Codec, params, data, label: int, i0, i1,
-               batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+               batch_size: int, codes=None,
+               without_c: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """fake+ = D(z_0, c_1, y = 1) and fake- = D(z_1, c_0, y = 0) of each pair,
-  with the true labels (paper 3)."""
-  x, labels = data['image'], data['label']
-  swap = lambda a, b, la, lb: codec.swap(params, a, b, la, lb, label)
-  fake_plus = metrics.batched(
-      swap, (x[i0], x[i1], labels[i0], labels[i1]), batch_size)
-  fake_minus = metrics.batched(
-      swap, (x[i1], x[i0], labels[i1], labels[i0]), batch_size)
-  return fake_plus, fake_minus
+  with the true labels (paper 3).
+
+  codes: encode_examples of `data`, when the caller has them (evaluate and
+  paper_evaluation: one encode per image for every label's swaps, the
+  reconstructions and the probes); without, the pairs' images are encoded
+  here, each once. The fakes are those of codec.swap, bit for bit (one
+  program there, encode and decode here; on CPU, tests/test_evaluation.py).
+  without_c: the moved label's c multiplied by 0 (swap_fakes_without_c).
+  """
+  if codes is None:
+    codes, i0, i1 = _pair_codes(codec, params, data, i0, i1, batch_size)
+  fake = functools.partial(_swapped_decodes, codec, params, codes, label,
+                           batch_size=batch_size, without_c=without_c)
+  return fake(i0, i1), fake(i1, i0)
 
 
 def label_region(ideal: np.ndarray, source: np.ndarray, dilation: int = 1,
@@ -217,52 +279,44 @@ def oracle_errors(data, name: str, i0, i1, fake_plus, fake_minus,
 
 
 def swap_fakes_without_c(codec: Codec, params, data, label: int, i0, i1,
-                         batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                         batch_size: int, codes=None
+                         ) -> tuple[np.ndarray, np.ndarray]:
   """fake+ and fake- as swap_fakes, with the moved label's c multiplied by
-  0: D(z_0, 0 c_1, y = 1) and D(z_1, 0 c_0, y = 0)."""
-  x, labels = data['image'], data['label']
-
-  def swap(a, b, la, lb):
-    base, donor = codec.encode(params, a, la), codec.encode(params, b, lb)
-    moved = manipulate.swap_label(base, donor, label)
-    c = tuple(0.0 * c_l if l == label else c_l
-              for l, c_l in enumerate(moved['c']))
-    return codec.decode(params, {**moved, 'c': c})
-
-  fake_plus = metrics.batched(
-      swap, (x[i0], x[i1], labels[i0], labels[i1]), batch_size)
-  fake_minus = metrics.batched(
-      swap, (x[i1], x[i0], labels[i1], labels[i0]), batch_size)
-  return fake_plus, fake_minus
+  0: D(z_0, 0 c_1, y = 1) and D(z_1, 0 c_0, y = 0). codes: as swap_fakes."""
+  return swap_fakes(codec, params, data, label, i0, i1, batch_size, codes,
+                    without_c=True)
 
 
 def oracle_swap_errors(codec: Codec, params, data, label: int, name: str,
-                       num_pairs: int, seed: int, batch_size: int):
+                       num_pairs: int, seed: int, batch_size: int,
+                       codes=None):
   """The oracle numbers (oracle_errors, with the lambda = 0 fakes) of
-  `num_pairs` seeded swap pairs (or {})."""
+  `num_pairs` seeded swap pairs (or {}). codes: as swap_fakes; the pairs'
+  images are encoded once for both kinds of fakes."""
   pairs = swap_pairs(data['label'], label, num_pairs, seed)
   if pairs is None:
     return {}
-  fakes = swap_fakes(codec, params, data, label, *pairs, batch_size)
-  without_c = swap_fakes_without_c(codec, params, data, label, *pairs,
-                                   batch_size)
+  i0, i1 = pairs
+  if codes is None:
+    codes, i0, i1 = _pair_codes(codec, params, data, i0, i1, batch_size)
+  fakes = swap_fakes(codec, params, data, label, i0, i1, batch_size, codes)
+  without_c = swap_fakes_without_c(codec, params, data, label, i0, i1,
+                                   batch_size, codes)
   return oracle_errors(data, name, *pairs, *fakes,
                        fakes_without_c=without_c)
 
 
-def leakage_results(codec: Codec, params, data, config
+def leakage_results(codec: Codec, params, data, config, codes=None
                     ) -> dict[str, dict[str, Any]]:
   """leakage.leakage_metrics of the held-out `data`, encoded with the true
   labels (as the swaps are): per label z_leakage and, with procedural
   factors, c_leakage, c_leakage_factors, c_own_factors_score,
-  c_own_factors, z_own_factors_score and z_own_factors."""
-  def codes(x, labels):
-    out = codec.encode(params, x, labels)
-    return {'c': out['c'], 'z_q': out['z_q']}
-  encoded = metrics.batched(codes, (data['image'], data['label']),
-                            config.eval.batch_size)
+  c_own_factors, z_own_factors_score and z_own_factors. codes:
+  encode_examples of `data`, if the caller has them."""
+  if codes is None:
+    codes = encode_examples(codec, params, data, config.eval.batch_size)
   return leakage.leakage_metrics(
-      encoded, data['label'], tuple(config.data.labels),
+      codes, data['label'], tuple(config.data.labels),
       codec.model.feature_kinds, data.get('factors'), seed=config.seed)
 
 
@@ -294,15 +348,17 @@ def evaluate(params, model, config, codec: Codec | None = None,
     results[f'eval_reconstruction_mse_{how}'] = float(posterior[how].mean())
   if 'entropy' in posterior:
     results['eval_posterior_entropy'] = float(posterior['entropy'].mean())
+  # One encode per image for the swaps of every label and the probes.
+  codes = encode_examples(codec, params, data, config.eval.batch_size)
   for l, name in enumerate(config.data.labels):
     results[f'eval_accuracy_{name}'] = float(
         np.mean(out['pred'][:, l] == data['label'][:, l]))
     if 'factors' in data:
       errors = oracle_swap_errors(codec, params, data, l, name,
                                   config.eval.num_pairs, config.seed,
-                                  config.eval.batch_size)
+                                  config.eval.batch_size, codes)
       results.update({f'eval_{name}_{k}': v for k, v in errors.items()})
-  leaks = leakage_results(codec, params, data, config)
+  leaks = leakage_results(codec, params, data, config, codes)
   for name, row in leaks.items():
     for key in ('c_leakage', 'c_own_factors_score', 'z_leakage',
                 'z_own_factors_score'):
@@ -315,7 +371,8 @@ def evaluate(params, model, config, codec: Codec | None = None,
 
 
 def _label_metrics(codec, params, data, l, name, config, classifier,
-                   fid_net, real_fid_stats, real_clf_stats, model_pred):
+                   fid_net, real_fid_stats, real_clf_stats, model_pred,
+                   codes):
   """The paper's numbers for one label (eval/results.json, docs/evaluation.md)."""
   y = data['label'][:, l]
   row = {'bca': float(metrics.balanced_accuracy(y, model_pred[:, l])),
@@ -328,7 +385,8 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
             'fid': None, 'classifier_fd': None}
   i0, i1 = pairs
   bs = config.eval.batch_size
-  fake_plus, fake_minus = swap_fakes(codec, params, data, l, i0, i1, bs)
+  fake_plus, fake_minus = swap_fakes(codec, params, data, l, i0, i1, bs,
+                                     codes)
   x = data['image']
   judge = lambda a: metrics.batched(classifier.outputs, (a,), bs)
   (p_plus, f_plus), (p_minus, f_minus) = judge(fake_plus), judge(fake_minus)
@@ -350,11 +408,12 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
     row['fid'] = metrics.frechet_distance(*fid_net.statistics(fakes),
                                           *real_fid_stats)
   if 'factors' in data:
-    reconstruct = lambda a, la: codec.reconstruct(params, a, la)
-    recons = tuple(
-        metrics.batched(reconstruct, (x[i], data['label'][i]), bs)
-        for i in (i0, i1))
-    without_c = swap_fakes_without_c(codec, params, data, l, i0, i1, bs)
+    # D(E(x)) of the sources: codec.reconstruct, from the codes.
+    reconstruct = lambda i: codec.decode(
+        params, _placed(jax.tree.map(lambda a: a[i], codes), params))
+    recons = tuple(metrics.batched(reconstruct, (i,), bs) for i in (i0, i1))
+    without_c = swap_fakes_without_c(codec, params, data, l, i0, i1, bs,
+                                     codes)
     row.update(oracle_errors(data, name, i0, i1, fake_plus, fake_minus,
                              recons, without_c))
   return row
@@ -384,12 +443,15 @@ def paper_evaluation(params, model, config, workdir: str,
       name: metrics.feature_statistics(
           metrics.batched(clf.outputs, (data['image'],), bs)[1])
       for name, clf in classifiers.items()}
+  # One encode per image for the swaps, reconstructions and probes.
+  codes = encode_examples(codec, params, data, bs)
   labels = {}
   for l, name in enumerate(config.data.labels):
     labels[name] = _label_metrics(codec, params, data, l, name, config,
                                   classifiers[name], fid_net, real_fid_stats,
-                                  real_clf_stats, model_pred)
-  for name, row in leakage_results(codec, params, data, config).items():
+                                  real_clf_stats, model_pred, codes)
+  for name, row in leakage_results(codec, params, data, config,
+                                   codes).items():
     labels[name].update(row)
   return {'model': config.model.name, 'dataset': config.data.name,
           'step': int(step), 'labels': labels,

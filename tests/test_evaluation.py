@@ -1,0 +1,93 @@
+"""What evaluations share: one encode per image for every swap; it gives
+the numbers of the work it replaces, bit for bit."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from cvqvae_jax import evaluation
+from cvqvae_jax import manipulate
+from cvqvae_jax import metrics
+from cvqvae_jax.models import create_model
+from conftest import tiny_config
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+  """A freshly initialised tiny model (the shared path must give the same
+  bits for any parameters) and a config with 32 held-out examples."""
+  config = tiny_config(**{'data.num_test': 32, 'eval.num_examples': 32,
+                          'eval.curve_examples': 16, 'eval.num_pairs': 12})
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=('presence', 'both'))
+  x = np.zeros((2, 16, 16, 3), np.float32)
+  labels = np.ones((2, 2), np.int32)
+  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
+  params = jax.jit(functools.partial(model.init, train=True))(
+      rngs, x, labels, labels > 0)['params']
+  return config, model, params
+
+
+def _separate_fakes(codec, params, data, label, i0, i1, bs, scale=1.0):
+  """The fakes as evaluation made them before: each pair's two images
+  encoded again for every kind of fake (fused in codec.swap, or encoded,
+  swapped and decoded one by one with c scaled)."""
+  x, labels = data['image'], data['label']
+  if scale == 1.0:
+    swap = lambda a, b, la, lb: codec.swap(params, a, b, la, lb, label)
+  else:
+    def swap(a, b, la, lb):
+      base, donor = codec.encode(params, a, la), codec.encode(params, b, lb)
+      moved = manipulate.swap_label(base, donor, label)
+      c = tuple(scale * c_l if l == label else c_l
+                for l, c_l in enumerate(moved['c']))
+      return codec.decode(params, {**moved, 'c': c})
+  return (metrics.batched(swap, (x[i0], x[i1], labels[i0], labels[i1]), bs),
+          metrics.batched(swap, (x[i1], x[i0], labels[i1], labels[i0]), bs))
+
+
+def test_shared_encodes_give_the_fakes_of_separate_encodes(tiny_model):
+  """fake+, fake-, their lambda = 0 versions and the reconstructions from
+  one encode per image equal those of encoding each pair again, bit for bit
+  (an image's codes do not depend on its batch), with or without the
+  codes of every image passed in."""
+  config, model, params = tiny_model
+  codec = evaluation.Codec(model)
+  data = evaluation._collect(config, 32)  # pylint: disable=protected-access
+  bs = config.eval.batch_size
+  codes = evaluation.encode_examples(codec, params, data, bs)
+  for label in (0, 1):
+    i0, i1 = evaluation.swap_pairs(data['label'], label, 12, seed=label)
+    want = _separate_fakes(codec, params, data, label, i0, i1, bs)
+    want_c0 = _separate_fakes(codec, params, data, label, i0, i1, bs, 0.0)
+    for given in (codes, None):
+      got = evaluation.swap_fakes(codec, params, data, label, i0, i1, bs,
+                                  given)
+      got_c0 = evaluation.swap_fakes_without_c(codec, params, data, label,
+                                               i0, i1, bs, given)
+      for a, b in zip(got + got_c0, want + want_c0):
+        np.testing.assert_array_equal(a, b)
+  reconstruct = lambda a, la: codec.reconstruct(params, a, la)
+  want = metrics.batched(reconstruct, (data['image'], data['label']), bs)
+  got = metrics.batched(
+      lambda i: codec.decode(params, evaluation._placed(  # pylint: disable=protected-access
+          jax.tree.map(lambda a: a[i], codes), params)),
+      (np.arange(32),), bs)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_evaluate_encodes_each_image_once(tiny_model):
+  """evaluate(): one encode per held-out image for the swaps of both labels
+  and the probes, no fused swap program."""
+  config, model, params = tiny_model
+  codec = evaluation.Codec(model)
+  encoded, swapped = [], []
+  encode, swap = codec.encode, codec._swap  # pylint: disable=protected-access
+  codec.encode = lambda p, x, *a, **k: (encoded.append(len(x)),
+                                        encode(p, x, *a, **k))[1]
+  codec._swap = lambda *a, **k: (swapped.append(1), swap(*a, **k))[1]  # pylint: disable=protected-access
+  results = evaluation.evaluate(params, model, config, codec)
+  assert sum(encoded) == config.eval.num_examples and not swapped
+  assert results == evaluation.evaluate(params, model, config)
