@@ -12,7 +12,9 @@ c_leakage and the own-factor control on the procedural benchmark.
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 import json
 from typing import Any
 
@@ -41,14 +43,42 @@ def eval_step(params, batch, *, model):
                              axis=(1, 2, 3))}
 
 
+# The held-out examples read in this process (_collect): {'key': the data
+# config, 'limit': the examples asked for, 'data': what was read}. One
+# entry: the learning curves and the final evaluations of both stages of a
+# run read and render the test images once (the curves' first
+# eval.curve_examples are a prefix of the final eval.num_examples).
+_EXAMPLES: dict[str, Any] = {}
+
+
 def _collect(config, limit: int) -> dict[str, np.ndarray]:
-  """The first `limit` test examples, batched arrays concatenated."""
-  parts = []
-  for batch in pipeline.create_eval_dataset(config, 'test'):
-    parts.append(batch)
-    if sum(len(b['index']) for b in parts) >= limit:
-      break
-  return jax.tree.map(lambda *xs: np.concatenate(xs)[:limit], *parts)
+  """The first `limit` test examples, batched arrays concatenated.
+
+  Read once per process and data config: a later call for as many examples
+  or fewer slices what was read (an example does not depend on the others
+  read with it). The arrays are read-only, since every evaluation of the
+  process shares them; forget_examples() (or forget_compiled()) drops them.
+  """
+  key = config.data.to_json(sort_keys=True)
+  if _EXAMPLES.get('key') != key or _EXAMPLES['limit'] < limit:
+    parts = []
+    for batch in pipeline.create_eval_dataset(config, 'test'):
+      parts.append(batch)
+      if sum(len(b['index']) for b in parts) >= limit:
+        break
+    data = jax.tree.map(lambda *xs: np.concatenate(xs)[:limit], *parts)
+    for array in jax.tree.leaves(data):
+      array.flags.writeable = False
+    _EXAMPLES.update(key=key, limit=limit, data=data)
+  return jax.tree.map(lambda a: a[:limit], _EXAMPLES['data'])
+
+
+def forget_examples() -> None:
+  """Drop the test examples kept by _collect and the ideal swaps kept by
+  oracle_errors (the next evaluation reads and renders them again): for a
+  data source whose files changed in this process."""
+  _EXAMPLES.clear()
+  _IDEALS.clear()
 
 
 def posterior_reconstructions(params, x, labels, rng, *, model):
@@ -86,11 +116,13 @@ def _jitted_steps(model) -> dict[str, Any]:
 
 
 def forget_compiled() -> None:
-  """Drop the jitted evaluation steps shared within this process (the
-  Codecs' and manipulate's), as a new process starts: the next evaluation
-  compiles again (or reads the persistent cache)."""
+  """Drop what evaluations share within this process, as a new process
+  starts: the jitted evaluation steps (the Codecs' and manipulate's; the
+  next evaluation compiles again, or reads the persistent cache) and the
+  test examples read (forget_examples)."""
   manipulate.jitted.cache_clear()
   _jitted_steps.cache_clear()
+  forget_examples()
 
 
 class Codec(manipulate.Codec):
@@ -114,6 +146,38 @@ def ideal_swaps(factors, base_idx, donor_idx, label: str,
   return np.stack([procedural.render_ideal_swap(examples[b], examples[d],
                                                 label, size)
                    for b, d in zip(base_idx, donor_idx)])
+
+
+# Ideal swaps rendered in this process (oracle_errors), by label, image
+# size and a digest of the pairs' factors; beyond IDEAL_CACHE_BYTES the
+# least recently used go. The learning curves of a run swap the same pairs
+# of the same images every time, and render them once.
+_IDEALS: collections.OrderedDict = collections.OrderedDict()
+IDEAL_CACHE_BYTES = 128 << 20
+
+
+def _cached_ideal_swaps(factors, base_idx, donor_idx, label: str,
+                        size: int) -> np.ndarray:
+  """ideal_swaps, rendered once per process for the same factors (a render
+  depends on the factors of its two examples only). Read-only."""
+  digest = hashlib.blake2b(digest_size=16)
+  for name in sorted(factors):
+    values = np.asarray(factors[name])
+    for idx in (base_idx, donor_idx):
+      part = np.ascontiguousarray(values[idx])
+      digest.update(f'{name} {part.dtype} {part.shape}'.encode())
+      digest.update(part.tobytes())
+  key = (label, size, digest.hexdigest())
+  if key in _IDEALS:
+    _IDEALS.move_to_end(key)
+    return _IDEALS[key]
+  ideal = ideal_swaps(factors, base_idx, donor_idx, label, size)
+  ideal.flags.writeable = False
+  _IDEALS[key] = ideal
+  while (len(_IDEALS) > 1
+         and sum(a.nbytes for a in _IDEALS.values()) > IDEAL_CACHE_BYTES):
+    _IDEALS.popitem(last=False)
+  return ideal
 
 
 def swap_pairs(labels: np.ndarray, label: int, num_pairs: int, seed: int):
@@ -250,8 +314,9 @@ def oracle_errors(data, name: str, i0, i1, fake_plus, fake_minus,
   itself contributes to the swap.
   """
   x = data['image']
-  ideal_plus = ideal_swaps(data['factors'], i0, i1, name, x.shape[1])
-  ideal_minus = ideal_swaps(data['factors'], i1, i0, name, x.shape[1])
+  ideal_plus = _cached_ideal_swaps(data['factors'], i0, i1, name, x.shape[1])
+  ideal_minus = _cached_ideal_swaps(data['factors'], i1, i0, name,
+                                    x.shape[1])
   mse = lambda a, b: float(np.mean(np.square(a - b)))
   errors = {'oracle_swap_mse_plus': mse(fake_plus, ideal_plus),
             'oracle_swap_mse_minus': mse(fake_minus, ideal_minus),

@@ -1,4 +1,5 @@
-"""What evaluations share: one encode per image for every swap; it gives
+"""What evaluations share: one encode per image for every swap, the held-out
+examples read once per process, the ideal swaps rendered once; each gives
 the numbers of the work it replaces, bit for bit."""
 
 import functools
@@ -10,6 +11,7 @@ import pytest
 from cvqvae_jax import evaluation
 from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
+from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import create_model
 from conftest import tiny_config
 
@@ -91,3 +93,60 @@ def test_evaluate_encodes_each_image_once(tiny_model):
   results = evaluation.evaluate(params, model, config, codec)
   assert sum(encoded) == config.eval.num_examples and not swapped
   assert results == evaluation.evaluate(params, model, config)
+
+
+def test_examples_are_read_once_per_process(tiny_model, monkeypatch):
+  """_collect reads the test split once per data config: fewer examples are
+  a slice of what was read, more read again; the arrays are read-only and
+  forget_compiled() drops them."""
+  config = tiny_model[0]
+  evaluation.forget_compiled()
+  reads = []
+  create = pipeline.create_eval_dataset
+  monkeypatch.setattr(pipeline, 'create_eval_dataset',
+                      lambda *a, **k: (reads.append(1), create(*a, **k))[1])
+  collect = evaluation._collect  # pylint: disable=protected-access
+  small = collect(config, 16)
+  assert len(reads) == 1 and len(small['image']) == 16
+  full = collect(config, 32)
+  assert len(reads) == 2 and len(full['image']) == 32
+  again = collect(config, 16)
+  assert len(reads) == 2
+  jax.tree.map(np.testing.assert_array_equal, again, small)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[:16]),
+               small, full)
+  assert not again['image'].flags.writeable
+  with pytest.raises(ValueError):
+    again['image'][0] = 0.0
+  other = tiny_config(**{'data.num_test': 32, 'data.seed': 1})
+  collect(other, 16)
+  assert len(reads) == 3
+  evaluation.forget_compiled()
+  fresh = collect(config, 16)
+  assert len(reads) == 4
+  jax.tree.map(np.testing.assert_array_equal, fresh, small)
+
+
+def test_ideal_swaps_are_rendered_once(tiny_model, monkeypatch):
+  """oracle_errors renders the ideal swaps of the same pairs of the same
+  factors once (the learning curves), others again; forget_compiled()
+  drops them. The errors are the same."""
+  config = tiny_model[0]
+  evaluation.forget_compiled()
+  renders = []
+  ideal_swaps = evaluation.ideal_swaps
+  monkeypatch.setattr(evaluation, 'ideal_swaps', lambda *a: (
+      renders.append(1), ideal_swaps(*a))[1])
+  data = evaluation._collect(config, 32)  # pylint: disable=protected-access
+  i0, i1 = evaluation.swap_pairs(data['label'], 0, 12, seed=0)
+  fakes = (data['image'][i1], data['image'][i0])
+  first = evaluation.oracle_errors(data, 'glasses', i0, i1, *fakes)
+  assert len(renders) == 2  # fake+ and fake-
+  assert evaluation.oracle_errors(data, 'glasses', i0, i1, *fakes) == first
+  assert len(renders) == 2
+  evaluation.oracle_errors(data, 'glasses', i0[:6], i1[:6], fakes[0][:6],
+                           fakes[1][:6])
+  assert len(renders) == 4
+  evaluation.forget_compiled()
+  assert evaluation.oracle_errors(data, 'glasses', i0, i1, *fakes) == first
+  assert len(renders) == 6
