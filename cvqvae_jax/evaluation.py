@@ -118,8 +118,8 @@ def _jitted_steps(model) -> dict[str, Any]:
 def forget_compiled() -> None:
   """Drop what evaluations share within this process, as a new process
   starts: the jitted evaluation steps (the Codecs' and manipulate's; the
-  next evaluation compiles again, or reads the persistent cache) and the
-  test examples read (forget_examples)."""
+  next evaluation compiles again, or reads the persistent cache), the test
+  examples read and the ideal swaps rendered (forget_examples)."""
   manipulate.jitted.cache_clear()
   _jitted_steps.cache_clear()
   forget_examples()

@@ -5,11 +5,13 @@ a training run's evaluations do with them: `--curves` learning-curve
 evaluations (evaluation.evaluate on eval.curve_examples test images), then
 the final one (eval.num_examples), or with --paper the --mode=evaluate one
 (evaluation.paper_evaluation; its classifiers are trained once into
-WORKDIR/classifier/ if they are not there). Prints, per evaluation, the
-seconds inside each part (inclusive: a part's time contains the parts it
-calls), the forward passes of the model per program, the programs compiled
-and the results, and writes the results to --out (JSON) for a comparison
-of two versions of the code.
+WORKDIR/classifier/ if they are not there). Prints, per evaluation, its
+seconds and the share of them inside each part (inclusive: a part's time
+contains the parts it calls), the images each jitted program ran on (a
+`_swap` image is two encodes and a decode), and the programs compiled; and
+writes the results to --out (JSON) for a comparison of two versions of the
+code. Parts and programs a version does not have are left out, so the
+script runs on the code before and after a change.
 
   python experiments/eval_profile.py --workdir=/tmp/cvqvae --curves=2 \
       --out=/tmp/eval_after.json
