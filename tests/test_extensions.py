@@ -353,3 +353,24 @@ def test_checkpoints_from_before_an_extension_load_with_it_off():
   other = {'model': {'name': 'cvqvae', 'num_codes': 0}}
   assert checkpointing.describe_differences(old, other) == [
       'model.num_codes: checkpoint 8, config 0']
+
+
+def test_the_default_config_names_its_recipes():
+  # '' is the paper's (every extension off); 'hsic_film' turns on exactly its
+  # four fields, and the summary names them; an unknown name says which exist.
+  from cvqvae_jax import two_step  # pylint: disable=g-import-not-at-top
+  from conftest import default  # pylint: disable=g-import-not-at-top
+  assert two_step.extensions(default.get_config()) == []
+  config = default.get_config('hsic_film')
+  assert two_step.variant(config) == (
+      'E (CVQVAE, two-step) + HSIC of z and y + HSIC of c and z + HSIC of c '
+      'and the other labels + FiLM of f(y, c)')
+  assert (config.objective.z_hsic, config.objective.c_hsic,
+          config.objective.c_labels_hsic) == (0.1, 0.1, 0.1)
+  paper = default.get_config().to_dict()
+  for path in default.RECIPES['hsic_film']:
+    section, field = path.split('.')
+    paper[section][field] = config[section][field]
+  assert paper == config.to_dict()
+  with pytest.raises(ValueError, match="Unknown recipe 'nope'.*hsic_film"):
+    default.get_config('nope')
