@@ -73,6 +73,13 @@ def _collect(config, limit: int) -> dict[str, np.ndarray]:
   return jax.tree.map(lambda a: a[:limit], _EXAMPLES['data'])
 
 
+def held_out_examples(config, limit: int) -> dict[str, np.ndarray]:
+  """The first `limit` test examples (read-only), read once per process
+  with the evaluations' (_collect): the previews draw theirs from the
+  same images."""
+  return _collect(config, limit)
+
+
 def forget_examples() -> None:
   """Drop the test examples kept by _collect and the ideal swaps kept by
   oracle_errors (the next evaluation reads and renders them again): for a

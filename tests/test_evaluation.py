@@ -12,6 +12,7 @@ import pytest
 from cvqvae_jax import evaluation
 from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
+from cvqvae_jax import previews
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import create_model
 from conftest import tiny_config
@@ -214,3 +215,32 @@ def test_ideal_swaps_are_rendered_once(tiny_model, monkeypatch):
   evaluation.forget_compiled()
   assert evaluation.oracle_errors(data, 'glasses', i0, i1, *fakes) == first
   assert len(renders) == 6
+
+
+def test_previews_draw_the_evaluations_images(tiny_model, monkeypatch):
+  """preview_grid's pool is the first batch of the test split it read
+  before (the same images, bit for bit), now taken from the examples the
+  evaluations read: no read of its own after an evaluation, and the same
+  picture."""
+  config, model, params = tiny_model
+  evaluation.forget_compiled()
+  codec = evaluation.Codec(model)
+  first = next(iter(pipeline.create_eval_dataset(config, 'test',
+                                                 batch_size=20)))
+  pool = evaluation.held_out_examples(config, 20)
+  assert set(pool) == set(first)
+  jax.tree.map(np.testing.assert_array_equal, pool, first)
+  evaluation.evaluate(params, model, config, codec)
+  reads = []
+  create = pipeline.create_eval_dataset
+  monkeypatch.setattr(pipeline, 'create_eval_dataset',
+                      lambda *a, **k: (reads.append(1), create(*a, **k))[1])
+  picture = np.asarray(previews.preview_grid(codec, params, config, num=4,
+                                             pool=20))
+  assert not reads
+  monkeypatch.setattr(evaluation, 'held_out_examples',
+                      lambda config, pool: next(iter(create(
+                          config, 'test', batch_size=pool))))
+  np.testing.assert_array_equal(
+      np.asarray(previews.preview_grid(codec, params, config, num=4,
+                                       pool=20)), picture)
