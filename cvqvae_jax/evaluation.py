@@ -16,11 +16,8 @@ import collections
 import functools
 import hashlib
 import json
-import threading
-import time
 from typing import Any
 
-from absl import logging
 from etils import epath
 import jax
 import jax.numpy as jnp
@@ -183,68 +180,6 @@ class Codec(manipulate.Codec):
     super().__init__(model)
     for name, fn in _jitted_steps(model).items():
       setattr(self, name, fn)
-
-
-class CompiledAhead:
-  """The programs a training stage's evaluations (and with `previews` its
-  pictures) will run, compiled in a thread of their own while the stage
-  initialises and trains, for the shapes and placements they will meet:
-  evaluation_pass, decode_errors and decode (and encode with and without
-  labels for the previews) at the fixed batch of metrics.batched, the
-  parameters placed as `abstract_params` say, the images and labels host
-  arrays (float32, int32). jit then finds them compiled (the same
-  executables: the numbers cannot change); a call whose shapes differ
-  compiles as before.
-
-  wait() before the first evaluation: a call while its program is still
-  compiling here would compile it again.
-  """
-
-  def __init__(self, codec: Codec, abstract_params, config,
-               previews: bool = True):
-    self.error = None
-    self.seconds = 0.0
-    self._thread = threading.Thread(
-        target=self._compile, name='compile-evaluation', daemon=True,
-        args=(codec, abstract_params, config, previews))
-    self._thread.start()
-
-  def _compile(self, codec, params, config, previews):
-    start = time.perf_counter()
-    try:
-      bs, model = config.eval.batch_size, codec.model
-      x = jax.ShapeDtypeStruct((bs, model.image_size, model.image_size,
-                                model.channels), jnp.float32)
-      labels = jax.ShapeDtypeStruct((bs, len(model.feature_kinds)),
-                                    jnp.int32)
-      rng = jax.eval_shape(jax.random.key, 0)
-      codes = jax.eval_shape(codec.encode, params, x, labels)
-      sharding = jax.tree.leaves(params)[0].sharding
-      placed = jax.tree.map(
-          lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-          codes)
-      host = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                          codes)
-      programs = [(codec.evaluation_pass, (params, x, labels, rng)),
-                  (codec.decode_errors, (params, host, x)),
-                  (codec.decode, (params, placed))]
-      if previews:
-        programs += [(codec.encode, (params, x, labels)),
-                     (codec.encode, (params, x, None))]
-      for fn, args in programs:
-        fn.lower(*args).compile()
-    except Exception as e:  # pylint: disable=broad-except
-      # Then the evaluation compiles its programs itself, as without this.
-      self.error = e
-    self.seconds = time.perf_counter() - start
-
-  def wait(self) -> None:
-    """Until every program is compiled (at once when they are)."""
-    self._thread.join()
-    if self.error is not None:
-      logging.warning('Compiling the evaluation ahead failed (%s); it '
-                      'compiles when it runs.', self.error)
-      self.error = None
 
 
 def ideal_swaps(factors, base_idx, donor_idx, label: str,

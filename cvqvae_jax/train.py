@@ -268,10 +268,6 @@ def _train_stage(stack: contextlib.ExitStack,
   latest, stage, _ = two_step.latest_stage(workdir, config, image_shape,
                                            manager=manager)
   from_stage_one = stage == two_step.STAGE_ONE
-  codec = evaluation.Codec(model)
-  ahead = _compile_evaluation_ahead(codec, setup, config, latest or 0,
-                                    final)
-  stack.callback(ahead.wait)  # Not left compiling on any path.
   if latest is not None and not from_stage_one:
     state = checkpointing.restore(manager, setup.abstract_state, train_iter,
                                   description)
@@ -300,6 +296,7 @@ def _train_stage(stack: contextlib.ExitStack,
 
   p_train_step = jit_train_step(setup, config.objective)
 
+  codec = evaluation.Codec(model)
   # The guard and the trace close before the final evaluation (loop.close())
   # or, on any other path, with `stack`.
   loop = stack.enter_context(contextlib.ExitStack())
@@ -345,7 +342,6 @@ def _train_stage(stack: contextlib.ExitStack,
     if (config.eval_every_steps and step % config.eval_every_steps == 0
         and not is_last):  # Learning curves of the held-out numbers.
       with profiling.WALL.timed(EVAL):
-        ahead.wait()
         curve = evaluation.evaluate(_local(state.params), model, config,
                                     codec,
                                     num_examples=config.eval.curve_examples)
@@ -354,7 +350,6 @@ def _train_stage(stack: contextlib.ExitStack,
                    config.eval.curve_examples, _brief(curve))
     if (is_chief and config.get('sample_every_steps')
         and step % config.sample_every_steps == 0):  # Pictures on the way.
-      ahead.wait()
       previews.write_step_samples(workdir, codec, _local(state.params),
                                   config, step, writer)
     preempted = guard.should_stop(step)
@@ -379,7 +374,6 @@ def _train_stage(stack: contextlib.ExitStack,
   # deterministic evaluation on its own copy of the parameters); process 0
   # writes them.
   with profiling.WALL.timed(EVAL):
-    ahead.wait()
     results = evaluation.evaluate(_local(state.params), model, config, codec)
   if is_chief:
     if int(state.step) > start_step:  # Not again for an already-finished run.
@@ -392,28 +386,6 @@ def _train_stage(stack: contextlib.ExitStack,
                    two_step.variant(config), int(state.step),
                    _brief(results))
   return results
-
-
-class _NothingAhead:
-  def wait(self) -> None:
-    pass
-
-
-def _compile_evaluation_ahead(codec, setup: Setup, config, start_step: int,
-                              final: bool):
-  """evaluation.CompiledAhead for this stage's evaluations (the curves,
-  the final one) and, when it draws any (its last step with `final`, every
-  sample_every_steps), its pictures: compiled while the stage
-  initialises and trains instead of at its first evaluation. Not with
-  several processes, whose evaluations run on each one's local copy of the
-  parameters (_local), placed otherwise."""
-  if jax.process_count() > 1:
-    return _NothingAhead()
-  every = config.get('sample_every_steps') or 0
-  pictures = final or bool(
-      every and config.num_train_steps // every > start_step // every)
-  return evaluation.CompiledAhead(codec, setup.abstract_state.params, config,
-                                  previews=pictures)
 
 
 def _next_save(step: int, config) -> int:

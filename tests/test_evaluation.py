@@ -13,8 +13,6 @@ from cvqvae_jax import evaluation
 from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
 from cvqvae_jax import previews
-from cvqvae_jax import profiling
-from cvqvae_jax import sharding
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import create_model
 from conftest import tiny_config
@@ -246,37 +244,3 @@ def test_previews_draw_the_evaluations_images(tiny_model, monkeypatch):
   np.testing.assert_array_equal(
       np.asarray(previews.preview_grid(codec, params, config, num=4,
                                        pool=20)), picture)
-
-
-def test_programs_compiled_ahead_are_those_evaluations_run(tiny_model):
-  """CompiledAhead compiles, from the parameters' abstract values and
-  placement alone, every program an evaluation and a preview then run: they
-  compile nothing more, and give the numbers of an evaluation that compiled
-  its own."""
-  config, model, params = tiny_model
-  evaluation.forget_compiled()
-  want = evaluation.evaluate(params, model, config)
-  picture = np.asarray(previews.preview_grid(evaluation.Codec(model), params,
-                                             config, num=4, pool=20))
-  evaluation.forget_compiled()
-  mesh = sharding.create_mesh((-1,), ('data',))
-  placed = jax.device_put(params, sharding.replicated(mesh))
-  abstract = jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
-      placed)
-  codec = evaluation.Codec(model)
-  with profiling.Compilations() as ahead:
-    compiled = evaluation.CompiledAhead(codec, abstract, config)
-    compiled.wait()
-  assert compiled.error is None
-  assert ahead.counts['jit(evaluation_pass)'] == 1, ahead.table()
-  assert ahead.counts['jit(encode)'] == 2, ahead.table()  # With, without y.
-  with profiling.Compilations() as later:
-    got = evaluation.evaluate(placed, model, config, codec)
-    again = np.asarray(previews.preview_grid(codec, placed, config, num=4,
-                                             pool=20))
-  programs = ('jit(evaluation_pass)', 'jit(decode_errors)', 'jit(decode)',
-              'jit(encode)')
-  assert not any(p in later.counts for p in programs), later.table()
-  assert got == want
-  np.testing.assert_array_equal(again, picture)
