@@ -73,6 +73,13 @@ def _collect(config, limit: int) -> dict[str, np.ndarray]:
   return jax.tree.map(lambda a: a[:limit], _EXAMPLES['data'])
 
 
+def held_out_examples(config, limit: int) -> dict[str, np.ndarray]:
+  """The first `limit` test examples (read-only), read once per process
+  with the evaluations' (_collect): the previews draw theirs from the
+  same images."""
+  return _collect(config, limit)
+
+
 def forget_examples() -> None:
   """Drop the test examples kept by _collect and the ideal swaps kept by
   oracle_errors (the next evaluation reads and renders them again): for a
@@ -84,7 +91,10 @@ def forget_examples() -> None:
 def posterior_reconstructions(params, x, labels, rng, *, model):
   """Per-example squared error of D(z, y, c) for z the most likely, a
   sampled and the expected code of q(z|x, y) (true y), and the mean
-  entropy of q per latent position (categorical z only)."""
+  entropy of q per latent position (categorical z only).
+
+  The definition in one program; evaluate() computes the same numbers, bit
+  for bit, from its shared pass (evaluation_pass, posterior_errors)."""
   y = jax.nn.one_hot(labels, 2, dtype=x.dtype)
   variables = {'params': params}
   codes = model.apply(variables, x, y, method='posterior_codes',
@@ -97,6 +107,41 @@ def posterior_reconstructions(params, x, labels, rng, *, model):
   if 'entropy' in codes:
     out['entropy'] = jnp.mean(codes['entropy'].reshape(x.shape[0], -1), -1)
   return out
+
+
+def evaluation_pass(params, x, labels, rng, *, model):
+  """Everything evaluate() needs of one batch of held-out images from one
+  program, so that C_phi and the encoder run once per image for all of it:
+  eval_step's predictions and error ('step'), encode's codes with the true
+  labels ('codes': the swaps', the probes' and the most likely code of
+  posterior_reconstructions), and the sampled and expected codes of
+  q(z|x, y) with the mean entropy per latent position ('posterior', from
+  the 'sample' rng as posterior_reconstructions draws them).
+
+  XLA computes the shared C_phi and encoder once (common subexpressions);
+  each output has the bits of the program it replaces (eval_step, encode,
+  posterior_reconstructions' codes: tests/test_evaluation.py).
+  """
+  step = eval_step(params, {'image': x, 'label': labels,
+                            'labelled': labels >= 0}, model=model)
+  codes = manipulate.encode(model, params, x, labels)
+  posterior = model.apply({'params': params}, x, codes['y'],
+                          method='posterior_codes', rngs={'sample': rng})
+  out = {'sample': posterior['sample'], 'expected': posterior['expected']}
+  if 'entropy' in posterior:
+    out['entropy'] = jnp.mean(posterior['entropy'].reshape(x.shape[0], -1),
+                              -1)
+  return {'step': step, 'codes': codes, 'posterior': out}
+
+
+def decode_errors(params, codes, x, *, model):
+  """Per-example squared error of D(codes) against x, in one program with
+  the decode: an error computed from decode's images in a program of its
+  own differs in the last bit for some images (the reduction is fused
+  differently), so the decode and its error stay together, as in
+  posterior_reconstructions."""
+  x_hat = manipulate.decode(model, params, codes)
+  return jnp.mean(jnp.square(x_hat - x), axis=(1, 2, 3))
 
 
 def predict_labels(params, x, *, model):
@@ -112,6 +157,8 @@ def _jitted_steps(model) -> dict[str, Any]:
   jit = lambda f: xla_options.jit(functools.partial(f, model=model))
   return {'eval_step': jit(eval_step),
           'posterior_reconstructions': jit(posterior_reconstructions),
+          'evaluation_pass': jit(evaluation_pass),
+          'decode_errors': jit(decode_errors),
           'predict_labels': jit(predict_labels)}
 
 
@@ -385,6 +432,36 @@ def leakage_results(codec: Codec, params, data, config, codes=None
       codec.model.feature_kinds, data.get('factors'), seed=config.seed)
 
 
+POSTERIOR_CODES = ('most_likely', 'sample', 'expected')
+
+
+def posterior_errors(codec: Codec, params, x, codes, posterior,
+                     batch_size: int) -> dict[str, np.ndarray]:
+  """posterior_reconstructions' per-example errors from evaluation_pass's
+  outputs: D(z, y, c) with encode's codes (y true, z the most likely code:
+  encode's z_q is posterior_codes' most likely code, bit for bit) and with
+  z the sampled or the expected code, each decoded by decode_errors.
+
+  A code that equals one decoded before (bit for bit: the Gaussian models'
+  expected z is their most likely one, the mean; variant A's three are the
+  nearest code) is not decoded again: the same program on the same inputs
+  gives the same errors.
+  """
+  zs = {'most_likely': codes['z_q'], **posterior}
+  errors = {}
+  for how in POSTERIOR_CODES:
+    same = next((k for k in errors if np.array_equal(zs[k], zs[how])), None)
+    if same is not None:
+      errors[how] = errors[same]
+      continue
+    z = zs[how]
+    errors[how] = metrics.batched(
+        lambda i, images, z=z: codec.decode_errors(
+            params, {**jax.tree.map(lambda a: a[i], codes), 'z_q': z[i]},
+            images), (np.arange(len(x)), x), batch_size)
+  return errors
+
+
 def evaluate(params, model, config, codec: Codec | None = None,
              num_examples: int | None = None) -> dict[str, float]:
   """Held-out numbers on the first `num_examples` (default
@@ -400,29 +477,31 @@ def evaluate(params, model, config, codec: Codec | None = None,
   examples is left out)."""
   data = _collect(config, num_examples or config.eval.num_examples)
   codec = codec or Codec(model)
-  out = metrics.batched(
-      lambda x, l: codec.eval_step(params, {'image': x, 'label': l,
-                                            'labelled': l >= 0}),
-      (data['image'], data['label']), config.eval.batch_size)
-  results = {'eval_reconstruction_mse': float(out['sq_err'].mean())}
+  bs = config.eval.batch_size
   rng = jax.random.key(config.seed)
-  posterior = metrics.batched(
-      lambda x, l: codec.posterior_reconstructions(params, x, l, rng),
-      (data['image'], data['label']), config.eval.batch_size)
-  for how in ('most_likely', 'sample', 'expected'):
-    results[f'eval_reconstruction_mse_{how}'] = float(posterior[how].mean())
-  if 'entropy' in posterior:
-    results['eval_posterior_entropy'] = float(posterior['entropy'].mean())
-  # One encode per image for the swaps of every label and the probes.
-  codes = encode_examples(codec, params, data, config.eval.batch_size)
+  # One pass per image (C_phi and the encoder once) for the predictions,
+  # the codes of the swaps of every label, of the probes and of the
+  # posterior's reconstructions.
+  passed = metrics.batched(
+      lambda x, l: codec.evaluation_pass(params, x, l, rng),
+      (data['image'], data['label']), bs)
+  out, codes, posterior = passed['step'], passed['codes'], passed['posterior']
+  results = {'eval_reconstruction_mse': float(out['sq_err'].mean())}
+  entropy = posterior.pop('entropy', None)
+  errors = posterior_errors(codec, params, data['image'], codes, posterior,
+                            bs)
+  for how in POSTERIOR_CODES:
+    results[f'eval_reconstruction_mse_{how}'] = float(errors[how].mean())
+  if entropy is not None:
+    results['eval_posterior_entropy'] = float(entropy.mean())
   for l, name in enumerate(config.data.labels):
     results[f'eval_accuracy_{name}'] = float(
         np.mean(out['pred'][:, l] == data['label'][:, l]))
     if 'factors' in data:
-      errors = oracle_swap_errors(codec, params, data, l, name,
-                                  config.eval.num_pairs, config.seed,
-                                  config.eval.batch_size, codes)
-      results.update({f'eval_{name}_{k}': v for k, v in errors.items()})
+      oracle = oracle_swap_errors(codec, params, data, l, name,
+                                  config.eval.num_pairs, config.seed, bs,
+                                  codes)
+      results.update({f'eval_{name}_{k}': v for k, v in oracle.items()})
   leaks = leakage_results(codec, params, data, config, codes)
   for name, row in leaks.items():
     for key in ('c_leakage', 'c_own_factors_score', 'z_leakage',

@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw
 
 from cvqvae_jax import evaluation
 from cvqvae_jax import metrics
-from cvqvae_jax.data import pipeline
 
 PREVIEW = 'samples.png'  # The end of training's picture, in the workdir.
 
@@ -80,10 +79,11 @@ def preview_grid(codec, params, config, num: int = 8,
   """Inputs, reconstructions and each label's swaps (with the ideal swaps on
   the procedural benchmark) of held-out images, as one labelled grid.
 
-  codec: an evaluation.Codec (jitted encode/decode of the model).
+  codec: an evaluation.Codec (jitted encode/decode of the model). The
+  `pool` first test images are the evaluations' (evaluation.held_out_examples:
+  read once per process, not again for every picture).
   """
-  batch = next(iter(pipeline.create_eval_dataset(config, 'test',
-                                                 batch_size=pool)))
+  batch = evaluation.held_out_examples(config, pool)
   x, labels = batch['image'], batch['label']
   bs = config.eval.batch_size
   run = lambda fn, *arrays: metrics.batched(fn, arrays, bs)

@@ -63,13 +63,15 @@ PARTS = (
     (procedural, 'render'), (evaluation, 'encode_examples'),
     (evaluation, 'swap_fakes'), (evaluation, 'swap_fakes_without_c'),
     (evaluation, '_swapped_decodes'), (evaluation, 'oracle_errors'),
-    (evaluation, 'ideal_swaps'), (evaluation, 'leakage_results'),
+    (evaluation, 'ideal_swaps'), (evaluation, 'posterior_errors'),
+    (evaluation, 'leakage_results'),
     (leakage, 'leakage_metrics'), (leakage, 'probe_scores'),
     (leakage._FeatureRidge, '__init__'),  # pylint: disable=protected-access
     (metrics, 'batched'), (evaluation.classifier, 'load_or_train'))
 # Jitted programs whose calls count forward passes (images in a batch).
 PROGRAMS = ('encode', 'decode', '_swap', 'eval_step',
-            'posterior_reconstructions', 'predict_labels')
+            'posterior_reconstructions', 'evaluation_pass', 'decode_errors',
+            'predict_labels')
 
 
 class Timer:

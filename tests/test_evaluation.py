@@ -2,6 +2,7 @@
 examples read once per process, the ideal swaps rendered once; each gives
 the numbers of the work it replaces, bit for bit."""
 
+import collections
 import functools
 
 import jax
@@ -11,6 +12,7 @@ import pytest
 from cvqvae_jax import evaluation
 from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
+from cvqvae_jax import previews
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.models import create_model
 from conftest import tiny_config
@@ -81,18 +83,81 @@ def test_shared_encodes_give_the_fakes_of_separate_encodes(tiny_model):
 
 
 def test_evaluate_encodes_each_image_once(tiny_model):
-  """evaluate(): one encode per held-out image for the swaps of both labels
-  and the probes, no fused swap program."""
+  """evaluate(): one pass per held-out image (evaluation_pass: C_phi and
+  the encoder once) for the predictions, the swaps of both labels, the
+  probes and the posterior's reconstructions; no encode, no fused swap,
+  no posterior_reconstructions of their own; three decodes per image for
+  the posterior (a sampled code differs from the most likely one)."""
   config, model, params = tiny_model
   codec = evaluation.Codec(model)
-  encoded, swapped = [], []
-  encode, swap = codec.encode, codec._swap  # pylint: disable=protected-access
-  codec.encode = lambda p, x, *a, **k: (encoded.append(len(x)),
-                                        encode(p, x, *a, **k))[1]
-  codec._swap = lambda *a, **k: (swapped.append(1), swap(*a, **k))[1]  # pylint: disable=protected-access
+  calls = collections.Counter()
+  for name in ('encode', '_swap', 'eval_step', 'posterior_reconstructions',
+               'evaluation_pass', 'decode_errors'):
+    fn = getattr(codec, name)
+    setattr(codec, name, lambda p, x, *a, fn=fn, name=name, **k: (
+        calls.update({name: len(jax.tree.leaves(x)[0])}),
+        fn(p, x, *a, **k))[1])
   results = evaluation.evaluate(params, model, config, codec)
-  assert sum(encoded) == config.eval.num_examples and not swapped
+  n = config.eval.num_examples
+  assert calls == {'evaluation_pass': n, 'decode_errors': 3 * n}, calls
   assert results == evaluation.evaluate(params, model, config)
+
+
+def _separate_posterior(codec, params, data, config):
+  """eval_step, encode and posterior_reconstructions as evaluate() ran
+  them before evaluation_pass: three programs over every image."""
+  x, labels = data['image'], data['label']
+  bs = config.eval.batch_size
+  rng = jax.random.key(config.seed)
+  step = metrics.batched(lambda a, l: codec.eval_step(
+      params, {'image': a, 'label': l, 'labelled': l >= 0}), (x, labels), bs)
+  codes = evaluation.encode_examples(codec, params, data, bs)
+  posterior = metrics.batched(
+      lambda a, l: codec.posterior_reconstructions(params, a, l, rng),
+      (x, labels), bs)
+  return step, codes, posterior
+
+
+@pytest.mark.parametrize('name', ['cvqvae', 'cgvae', 'vq_argmin'])
+def test_one_pass_gives_the_bits_of_the_separate_programs(name):
+  """evaluation_pass's predictions, errors and codes, and posterior_errors'
+  reconstruction errors (decode_errors of the pass's codes) equal
+  eval_step's, encode's and posterior_reconstructions', bit for bit: for
+  a categorical z, a Gaussian one (its expected z, the mean, is its most
+  likely one and is decoded once) and variant A (all three codes the
+  nearest: decoded once)."""
+  config = tiny_config(**{'data.num_test': 32, 'eval.num_examples': 32,
+                          'model.name': name})
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=('presence', 'both'))
+  x = np.zeros((2, 16, 16, 3), np.float32)
+  labels = np.ones((2, 2), np.int32)
+  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
+  params = jax.jit(functools.partial(model.init, train=True))(
+      rngs, x, labels, labels > 0)['params']
+  codec = evaluation.Codec(model)
+  data = evaluation._collect(config, 32)  # pylint: disable=protected-access
+  step, codes, posterior = _separate_posterior(codec, params, data, config)
+  rng = jax.random.key(config.seed)
+  passed = metrics.batched(
+      lambda a, l: codec.evaluation_pass(params, a, l, rng),
+      (data['image'], data['label']), config.eval.batch_size)
+  jax.tree.map(np.testing.assert_array_equal, passed['step'], step)
+  jax.tree.map(np.testing.assert_array_equal, passed['codes'], codes)
+  if 'entropy' in posterior:
+    np.testing.assert_array_equal(passed['posterior'].pop('entropy'),
+                                  posterior['entropy'])
+  decoded = []
+  decode_errors = codec.decode_errors
+  codec.decode_errors = lambda *a: (decoded.append(1), decode_errors(*a))[1]
+  errors = evaluation.posterior_errors(codec, params, data['image'], codes,
+                                       passed['posterior'],
+                                       config.eval.batch_size)
+  for how in evaluation.POSTERIOR_CODES:
+    np.testing.assert_array_equal(errors[how], posterior[how])
+  batches = -(-32 // config.eval.batch_size)
+  assert len(decoded) == {'cvqvae': 3, 'cgvae': 2,
+                          'vq_argmin': 1}[name] * batches
 
 
 def test_examples_are_read_once_per_process(tiny_model, monkeypatch):
@@ -150,3 +215,32 @@ def test_ideal_swaps_are_rendered_once(tiny_model, monkeypatch):
   evaluation.forget_compiled()
   assert evaluation.oracle_errors(data, 'glasses', i0, i1, *fakes) == first
   assert len(renders) == 6
+
+
+def test_previews_draw_the_evaluations_images(tiny_model, monkeypatch):
+  """preview_grid's pool is the first batch of the test split it read
+  before (the same images, bit for bit), now taken from the examples the
+  evaluations read: no read of its own after an evaluation, and the same
+  picture."""
+  config, model, params = tiny_model
+  evaluation.forget_compiled()
+  codec = evaluation.Codec(model)
+  first = next(iter(pipeline.create_eval_dataset(config, 'test',
+                                                 batch_size=20)))
+  pool = evaluation.held_out_examples(config, 20)
+  assert set(pool) == set(first)
+  jax.tree.map(np.testing.assert_array_equal, pool, first)
+  evaluation.evaluate(params, model, config, codec)
+  reads = []
+  create = pipeline.create_eval_dataset
+  monkeypatch.setattr(pipeline, 'create_eval_dataset',
+                      lambda *a, **k: (reads.append(1), create(*a, **k))[1])
+  picture = np.asarray(previews.preview_grid(codec, params, config, num=4,
+                                             pool=20))
+  assert not reads
+  monkeypatch.setattr(evaluation, 'held_out_examples',
+                      lambda config, pool: next(iter(create(
+                          config, 'test', batch_size=pool))))
+  np.testing.assert_array_equal(
+      np.asarray(previews.preview_grid(codec, params, config, num=4,
+                                       pool=20)), picture)

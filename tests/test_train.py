@@ -342,16 +342,19 @@ def test_wall_time_line_splits_the_run_and_evaluation_compiles_once(
   assert sum(seconds.values()) <= time.perf_counter() - profiling.WALL.start
   assert seconds[train.EVAL] > 0 and seconds[train.COMPILE] > 0
   # One compilation per jitted function, though the curve at step 2 and
-  # the final evaluation both ran. The swaps decode the encodes of the
-  # evaluation (no program of their own, none per label); encode compiles
-  # twice: with the true labels, and without for the preview's
-  # reconstructions.
+  # the final evaluation both ran. An evaluation encodes in its one pass
+  # (evaluation_pass: no eval_step, posterior_reconstructions or encode of
+  # its own), and the swaps decode those codes (no program of their own,
+  # none per label); encode compiles twice for the preview: with the true
+  # labels (its swaps), and without (its reconstructions).
   for name in ('jit(create_train_state)', 'jit(train_step)',
-               'jit(eval_step)', 'jit(posterior_reconstructions)',
+               'jit(evaluation_pass)', 'jit(decode_errors)',
                'jit(decode)'):
     assert compiled.counts[name] == 1, compiled.table()
   assert compiled.counts['jit(encode)'] == 2, compiled.table()
-  assert 'jit(swap)' not in compiled.counts, compiled.table()
+  for name in ('jit(swap)', 'jit(eval_step)',
+               'jit(posterior_reconstructions)'):
+    assert name not in compiled.counts, compiled.table()
   assert max(compiled.counts.values()) <= 2, compiled.table()
   # As --mode=evaluate or a script would: a new build, the same shapes.
   setup = train.build(config)
