@@ -81,6 +81,21 @@ def tiny_config(**overrides):
   return config
 
 
+def init_tiny_model(config):
+  """The model of a tiny_config (16 px colour, the two procedural labels),
+  freshly initialised with fixed keys: (model, params)."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from cvqvae_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  model = create_model(config.model, image_size=16, channels=3,
+                       feature_kinds=('presence', 'both'))
+  x = np.zeros((2, 16, 16, 3), np.float32)
+  labels = np.ones((2, 2), np.int32)
+  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
+  params = jax.jit(functools.partial(model.init, train=True))(
+      rngs, x, labels, labels > 0)['params']
+  return model, params
+
+
 # A tiny model and data, as --config.FIELD=VALUE flags of configs/default.py
 # (the tests of the command line).
 TINY_FLAGS = ('--config.batch_size=8', '--config.data.image_size=16',

@@ -3,7 +3,6 @@ examples read once per process, the ideal swaps rendered once; each gives
 the numbers of the work it replaces, bit for bit."""
 
 import collections
-import functools
 
 import jax
 import numpy as np
@@ -14,8 +13,7 @@ from cvqvae_jax import manipulate
 from cvqvae_jax import metrics
 from cvqvae_jax import previews
 from cvqvae_jax.data import pipeline
-from cvqvae_jax.models import create_model
-from conftest import tiny_config
+from conftest import init_tiny_model, tiny_config
 
 
 @pytest.fixture(scope='module')
@@ -24,13 +22,7 @@ def tiny_model():
   bits for any parameters) and a config with 32 held-out examples."""
   config = tiny_config(**{'data.num_test': 32, 'eval.num_examples': 32,
                           'eval.curve_examples': 16, 'eval.num_pairs': 12})
-  model = create_model(config.model, image_size=16, channels=3,
-                       feature_kinds=('presence', 'both'))
-  x = np.zeros((2, 16, 16, 3), np.float32)
-  labels = np.ones((2, 2), np.int32)
-  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
-  params = jax.jit(functools.partial(model.init, train=True))(
-      rngs, x, labels, labels > 0)['params']
+  model, params = init_tiny_model(config)
   return config, model, params
 
 
@@ -128,13 +120,7 @@ def test_one_pass_gives_the_bits_of_the_separate_programs(name):
   nearest: decoded once)."""
   config = tiny_config(**{'data.num_test': 32, 'eval.num_examples': 32,
                           'model.name': name})
-  model = create_model(config.model, image_size=16, channels=3,
-                       feature_kinds=('presence', 'both'))
-  x = np.zeros((2, 16, 16, 3), np.float32)
-  labels = np.ones((2, 2), np.int32)
-  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
-  params = jax.jit(functools.partial(model.init, train=True))(
-      rngs, x, labels, labels > 0)['params']
+  model, params = init_tiny_model(config)
   codec = evaluation.Codec(model)
   data = evaluation._collect(config, 32)  # pylint: disable=protected-access
   step, codes, posterior = _separate_posterior(codec, params, data, config)

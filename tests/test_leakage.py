@@ -188,19 +188,10 @@ def test_leakage_metrics_equals_the_probes_one_by_one(monkeypatch):
 def tiny_model():
   """A freshly initialised tiny model (the probes need no trained one) and
   a config with 64 held-out examples, enough for each probe's halves."""
-  import functools  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  from cvqvae_jax.models import create_model  # pylint: disable=g-import-not-at-top
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from conftest import init_tiny_model, tiny_config  # pylint: disable=g-import-not-at-top
   config = tiny_config(**{'data.num_test': 64, 'eval.num_examples': 64,
                           'eval.batch_size': 16})
-  model = create_model(config.model, image_size=16, channels=3,
-                       feature_kinds=('presence', 'both'))
-  x = np.zeros((2, 16, 16, 3), np.float32)
-  labels = np.ones((2, 2), np.int32)
-  rngs = {'params': jax.random.key(1), 'sample': jax.random.key(2)}
-  params = jax.jit(functools.partial(model.init, train=True))(
-      rngs, x, labels, labels > 0)['params']
+  model, params = init_tiny_model(config)
   return config, model, params
 
 
