@@ -68,7 +68,8 @@ def main(argv):
   seeds = [int(s) for s in _SEEDS.value]
   tables.reuse(root, _REUSE.value, _STEPS.value)
   names = _MODELS.value or tables.default_models(chosen)
-  records = tables.run_table(root, _CONFIG.value, tables.table_rows(names, chosen, seeds),
+  rows = tables.table_rows(names, chosen, seeds)
+  records = tables.run_table(root, _CONFIG.value, rows,
                       _STEPS.value, _OVERRIDES.value, 'table2')
   tables.add_extra_rows(records, _EXTRA.value)
   count = _STEPS.value if _STEPS.value is not None else "the config's"

@@ -25,7 +25,8 @@ swap judged by it can reach) and the paper's Table 3 below.
   python experiments/digits_csv.py --out=/tmp/digits      # needs scikit-learn
   python experiments/table3.py --workdir=/tmp/table3 --digits_dir=/tmp/digits
   python experiments/table3.py --workdir=/tmp/table3_cm \
-      --config=configs/chexpert_cardiomegaly.py
+      --config=configs/chexpert_cardiomegaly.py \
+      --set=data.data_dir=/data/chexpert
 """
 
 import json
@@ -53,6 +54,9 @@ _CHOSEN = flags.DEFINE_string('chosen', 'hsic_film',
                               ' RECIPES).')
 _MODELS = flags.DEFINE_list('models', None, 'Which rows (tables.py).')
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds of the CVQVAE rows.')
+_OVERRIDES = flags.DEFINE_multi_string(
+    'set', [], 'FIELD=VALUE config overrides for every row, e.g. '
+    'data.data_dir=/data/chexpert.')
 _REUSE = flags.DEFINE_multi_string(
     'reuse', [], 'STANDIN/ROW=WORKDIR (or ROW=WORKDIR with --config): a '
     'finished, evaluated run to copy in.')
@@ -97,7 +101,8 @@ def main(argv):
     folder = os.path.join(root, name) if name else root
     os.makedirs(folder, exist_ok=True)
     tables.reuse(folder, _reuse_items(name), None)
-    records = tables.run_table(folder, config, rows, None, [], 'table3',
+    records = tables.run_table(folder, config, rows, None, _OVERRIDES.value,
+                               'table3',
                                extra_flags=flags_)
     summary[name or config] = records
     steps = tables.DIGITS_STEPS if name == 'is_seven' else "the config's"

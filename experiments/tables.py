@@ -477,9 +477,10 @@ VARIANTS = {'A': ('vq_argmin', False), 'B': ('vq_entropy', False),
             'C': ('cvqvae', False), 'D': ('cgvae', False),
             'E': ('cvqvae', True), 'F': ('cgvae2', True)}
 VARIANT_NAMES = {'A': 'A (VQ-VAE)', 'B': 'B: A + KLD', 'C': 'C: B + c',
-         'D': 'D: CGVAE', 'E': 'E: CVQVAE', 'F': 'F: CGVAE2'}
+                 'D': 'D: CGVAE', 'E': 'E: CVQVAE', 'F': 'F: CGVAE2'}
 # The paper's Table 1 (CelebA glasses).
-PAPER_TABLE1 = {'glasses': {VARIANT_NAMES[letter]: numbers for letter, numbers in {
+PAPER_TABLE1 = {'glasses': {VARIANT_NAMES[letter]: numbers
+                            for letter, numbers in {
     'A': dict(sr_minus=0.9107, sr_plus=0.7226, cfd=0.200, fid=20.38),
     'B': dict(sr_minus=0.9346, sr_plus=0.7746, cfd=0.142, fid=20.03),
     'C': dict(sr_minus=0.9961, sr_plus=0.7691, cfd=0.112, fid=20.78),
