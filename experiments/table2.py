@@ -60,6 +60,7 @@ _EXTRA = flags.DEFINE_multi_string(
     'extra_row', [], 'NAME=WORKDIR: an evaluated workdir shown as one more '
     'row.')
 
+
 def main(argv):
   del argv
   root = os.path.abspath(_WORKDIR.value)
@@ -69,8 +70,8 @@ def main(argv):
   tables.reuse(root, _REUSE.value, _STEPS.value)
   names = _MODELS.value or tables.default_models(chosen)
   rows = tables.table_rows(names, chosen, seeds)
-  records = tables.run_table(root, _CONFIG.value, rows,
-                      _STEPS.value, _OVERRIDES.value, 'table2')
+  records = tables.run_table(root, _CONFIG.value, rows, _STEPS.value,
+                             _OVERRIDES.value, 'table2')
   tables.add_extra_rows(records, _EXTRA.value)
   count = _STEPS.value if _STEPS.value is not None else "the config's"
   note = (f'Config {_CONFIG.value}, {count} steps per model'
