@@ -42,6 +42,13 @@ _RUNTIME_DATA_FIELDS = ('read_threads', 'prefetch_buffer', 'worker_count',
                         'supervision_rate', 'labels')
 
 
+def classifier_seed(config: ml_collections.ConfigDict) -> int:
+  """eval.classifier_seed: the classifiers' initialisation and data order,
+  the same for every config.seed (a config without the field, from a
+  workdir written before it existed, used config.seed)."""
+  return int(config.eval.get('classifier_seed', config.seed))
+
+
 def describe(config: ml_collections.ConfigDict, label: str) -> dict[str, Any]:
   """What must match for a cached classifier to be reused."""
   e = config.eval
@@ -50,7 +57,8 @@ def describe(config: ml_collections.ConfigDict, label: str) -> dict[str, Any]:
   data = json.loads(json.dumps(data, default=list))  # tuples -> lists
   return {'label': label, 'architecture': e.classifier,
           'steps': e.classifier_steps, 'batch_size': e.classifier_batch_size,
-          'learning_rate': e.classifier_learning_rate, 'seed': config.seed,
+          'learning_rate': e.classifier_learning_rate,
+          'seed': classifier_seed(config),
           'data': data}
 
 
@@ -157,10 +165,12 @@ def train(config, label_index: int, step_fn, model, image_shape):
   """Trains one label's classifier; returns its variables."""
   e = config.eval
   name = config.data.labels[label_index]
+  seed = classifier_seed(config)
   data_config = ml_collections.ConfigDict(config.to_dict())
   data_config.batch_size = e.classifier_batch_size
+  data_config.seed = seed  # the data order (the split is data.seed's)
   stream = iter(pipeline.create_train_dataset(data_config))
-  variables = _init_variables(model, image_shape, config.seed + label_index)
+  variables = _init_variables(model, image_shape, seed + label_index)
   state = (variables['params'], variables['batch_stats'],
            _optimizer(config).init(variables['params']))
   log_every = max(1, e.classifier_steps // 10)

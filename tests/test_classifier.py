@@ -35,14 +35,17 @@ def test_cache_is_keyed_by_label_architecture_training_and_data():
   assert base == classifier.cache_dir(
       '/w', classifier.describe(tiny_config(), 'glasses'))
   # Fields that do not change the data or the classifier share the cache.
+  # The model's seed is not the classifier's: runs of several seeds are
+  # judged by one classifier.
   same = tiny_config(**{'data.read_threads': 3, 'num_train_steps': 99,
-                        'data.supervision_rate': 0.5})
+                        'data.supervision_rate': 0.5, 'seed': 2})
   assert classifier.cache_dir('/w', classifier.describe(same, 'glasses')) == (
       base)
   for overrides, label in [({}, 'smile'),
                            ({'eval.classifier': 'resnet18'}, 'glasses'),
                            ({'eval.classifier_steps': 5}, 'glasses'),
                            ({'data.image_size': 32}, 'glasses'),
-                           ({'data.seed': 1}, 'glasses')]:
+                           ({'data.seed': 1}, 'glasses'),
+                           ({'eval.classifier_seed': 1}, 'glasses')]:
     other = classifier.describe(tiny_config(**overrides), label)
     assert classifier.cache_dir('/w', other) != base, overrides
