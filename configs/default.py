@@ -204,9 +204,10 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   config.eval.classifier_steps = 400
   config.eval.classifier_batch_size = 64
   config.eval.classifier_learning_rate = 3e-3
-  # Seed of the classifiers' initialisation and data order: its own, not
-  # config.seed, so that runs of several seeds are judged by one classifier.
-  config.eval.classifier_seed = 0
+  # The evaluation's own seed: the independent classifiers' initialisation
+  # and data order, the swap pairs and the probes' halves. Not config.seed,
+  # so that runs of several seeds are measured alike.
+  config.eval.seed = 0
   # FID (paper 3): the pytorch-fid InceptionV3 weights converted to .npz
   # (docs/evaluation.md); '' reports fid as null.
   config.eval.fid_weights = ''

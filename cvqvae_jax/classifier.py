@@ -42,11 +42,12 @@ _RUNTIME_DATA_FIELDS = ('read_threads', 'prefetch_buffer', 'worker_count',
                         'supervision_rate', 'labels')
 
 
-def classifier_seed(config: ml_collections.ConfigDict) -> int:
-  """eval.classifier_seed: the classifiers' initialisation and data order,
-  the same for every config.seed (a config without the field, from a
-  workdir written before it existed, used config.seed)."""
-  return int(config.eval.get('classifier_seed', config.seed))
+def eval_seed(config: ml_collections.ConfigDict) -> int:
+  """eval.seed: the evaluation's own randomness (the classifiers'
+  initialisation and data order, the swap pairs, the probes' halves), the
+  same for every config.seed. A config without the field (a workdir written
+  before it existed) used config.seed."""
+  return int(config.eval.get('seed', config.seed))
 
 
 def describe(config: ml_collections.ConfigDict, label: str) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def describe(config: ml_collections.ConfigDict, label: str) -> dict[str, Any]:
   return {'label': label, 'architecture': e.classifier,
           'steps': e.classifier_steps, 'batch_size': e.classifier_batch_size,
           'learning_rate': e.classifier_learning_rate,
-          'seed': classifier_seed(config),
+          'seed': eval_seed(config),
           'data': data}
 
 
@@ -165,7 +166,7 @@ def train(config, label_index: int, step_fn, model, image_shape):
   """Trains one label's classifier; returns its variables."""
   e = config.eval
   name = config.data.labels[label_index]
-  seed = classifier_seed(config)
+  seed = eval_seed(config)
   data_config = ml_collections.ConfigDict(config.to_dict())
   data_config.batch_size = e.classifier_batch_size
   data_config.seed = seed  # the data order (the split is data.seed's)

@@ -33,6 +33,10 @@ from cvqvae_jax import xla_options
 from cvqvae_jax.data import pipeline
 from cvqvae_jax.data import procedural
 
+# The evaluation's own seed (eval.seed; not config.seed): the swap pairs and
+# the probes' halves, as for the classifiers.
+_eval_seed = classifier.eval_seed
+
 
 def eval_step(params, batch, *, model):
   """Per-example predictions and squared reconstruction error."""
@@ -429,7 +433,8 @@ def leakage_results(codec: Codec, params, data, config, codes=None
     codes = encode_examples(codec, params, data, config.eval.batch_size)
   return leakage.leakage_metrics(
       codes, data['label'], tuple(config.data.labels),
-      codec.model.feature_kinds, data.get('factors'), seed=config.seed)
+      codec.model.feature_kinds, data.get('factors'),
+      seed=_eval_seed(config))
 
 
 POSTERIOR_CODES = ('most_likely', 'sample', 'expected')
@@ -499,7 +504,8 @@ def evaluate(params, model, config, codec: Codec | None = None,
         np.mean(out['pred'][:, l] == data['label'][:, l]))
     if 'factors' in data:
       oracle = oracle_swap_errors(codec, params, data, l, name,
-                                  config.eval.num_pairs, config.seed, bs,
+                                  config.eval.num_pairs,
+                                  _eval_seed(config), bs,
                                   codes)
       results.update({f'eval_{name}_{k}': v for k, v in oracle.items()})
   leaks = leakage_results(codec, params, data, config, codes)
@@ -523,7 +529,8 @@ def _label_metrics(codec, params, data, l, name, config, classifier,
          'accuracy': float(np.mean(model_pred[:, l] == y)),
          'classifier_accuracy': classifier.test_accuracy,
          'classifier_bca': classifier.test_bca}
-  pairs = swap_pairs(data['label'], l, config.eval.num_pairs, config.seed)
+  pairs = swap_pairs(data['label'], l, config.eval.num_pairs,
+                     _eval_seed(config))
   if pairs is None:  # One class absent from the test split.
     return {**row, 'sr_plus': None, 'sr_minus': None, 'cfd': None,
             'fid': None, 'classifier_fd': None}

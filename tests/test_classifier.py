@@ -46,6 +46,17 @@ def test_cache_is_keyed_by_label_architecture_training_and_data():
                            ({'eval.classifier_steps': 5}, 'glasses'),
                            ({'data.image_size': 32}, 'glasses'),
                            ({'data.seed': 1}, 'glasses'),
-                           ({'eval.classifier_seed': 1}, 'glasses')]:
+                           ({'eval.seed': 1}, 'glasses')]:
     other = classifier.describe(tiny_config(**overrides), label)
     assert classifier.cache_dir('/w', other) != base, overrides
+
+
+def test_eval_seed_is_the_evaluations_own():
+  config = tiny_config(seed=3)
+  assert classifier.eval_seed(config) == 0  # eval.seed, not seed
+  config = tiny_config(**{'eval.seed': 5})
+  assert classifier.eval_seed(config) == 5
+  old = tiny_config(seed=3)  # a workdir's config.json from before the field
+  with old.unlocked():
+    del old.eval['seed']
+  assert classifier.eval_seed(old) == 3
