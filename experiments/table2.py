@@ -27,7 +27,6 @@ and flags) in as that row instead of training it again. --extra_row adds an
 evaluated workdir as one more row (e.g. a longer run), marked as such.
 """
 
-import json
 import os
 import sys
 
