@@ -71,6 +71,9 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   config.stage_one.model = 'cgvae'      # '' trains model.name in one stage
   config.stage_one.share = 0.3          # part of num_train_steps for stage one
   config.freeze_steps = 300             # not given by the paper
+  # Beyond the paper (docs/model.md, "Extensions"): stage two also starts
+  # from stage one's E_phi and D_theta wherever path and shape agree.
+  config.stage_one.warm_start = False
   # Instead of a stage one of its own: the workdir of one trained elsewhere.
   config.init_from = ''
   # Device mesh (README.md, "Scale"): axis sizes (-1 = all remaining devices) and names.

@@ -673,7 +673,8 @@ def _restore_step(manager, abstract_state, data_iterator, model_description,
 
 def restore_params(workdir: str, abstract_params: Any,
                    select: Callable[[str], bool] = lambda path: True,
-                   description: Mapping[str, Any] | None = None
+                   description: Mapping[str, Any] | None = None,
+                   only_matching: bool = False
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
   """Parameters only (no optimizer state) from the latest checkpoint of a
   workdir: for stage two of the two-step training, and for evaluation.
@@ -681,7 +682,10 @@ def restore_params(workdir: str, abstract_params: Any,
   abstract_params: the model's params as ShapeDtypeStructs (with shardings);
   `select(path)` picks the 'a/b/kernel' paths wanted. With `description`, the
   checkpoint's model description must equal it. Returns ({path: array} of
-  the selected parameters, {'directory', 'step', 'model'}). Raises
+  the selected parameters, {'directory', 'step', 'model'}). With
+  `only_matching`, selected paths that the checkpoint lacks or holds in
+  another shape are left out instead of raising (a warm start from a model
+  that differs in some layers). Raises
   FileNotFoundError naming the directory when it holds no checkpoint, and
   CheckpointMismatchError naming every field or wanted path that differs.
   """
@@ -702,7 +706,7 @@ def restore_params(workdir: str, abstract_params: Any,
     for step in steps:
       try:
         return _restore_params(manager, step, abstract_params, select,
-                               description)
+                               description, only_matching)
       except CheckpointMismatchError:
         raise
       except Exception as e:  # pylint: disable=broad-exception-caught
@@ -716,7 +720,8 @@ def restore_params(workdir: str, abstract_params: Any,
   raise _unreadable_error(directory, damaged)
 
 
-def _restore_params(manager, step, abstract_params, select, description):
+def _restore_params(manager, step, abstract_params, select, description,
+                    only_matching=False):
   directory = str(manager.directory)
   described = _describe(manager, step)
   wanted = {k: v for k, v in flatten(abstract_params).items() if select(k)}
@@ -725,6 +730,12 @@ def _restore_params(manager, step, abstract_params, select, description):
     differences = describe_differences(described, description)
   if not differences:
     saved = flatten(manager.item_metadata(step)[STATE]['params'])
+    if only_matching:
+      wanted = {k: v for k, v in wanted.items() if k in saved and tuple(
+          getattr(saved[k], 'shape', ())) == tuple(v.shape)}
+      if not wanted:
+        return {}, {'directory': directory, 'step': int(step),
+                    'model': described.get('model', {})}
     differences = shape_mismatches(
         {k: saved[k] for k in wanted if k in saved}, wanted)
   if differences:

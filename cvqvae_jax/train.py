@@ -279,7 +279,8 @@ def _train_stage(stack: contextlib.ExitStack,
     if init_from:  # Stage two (paper 2.4); not again on resume.
       state = state.replace(params=two_step.initialise_from(
           init_from, state.params, setup.abstract_state.params,
-          workdir if is_chief else None))
+          workdir if is_chief else None,
+          warm_start=config.stage_one.get('warm_start', False)))
     if model.initialises_from_data:  # e.g. CVQVAE's codebook_init='data'
       first = sharding.put_batch(
           next(iter(pipeline.create_train_dataset(config))),

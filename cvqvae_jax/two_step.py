@@ -82,9 +82,16 @@ def _group(paths) -> list[str]:
 
 
 def initialise_from(init_from: str, params, abstract_params,
-                    workdir: str | None = None):
+                    workdir: str | None = None, warm_start: bool = False):
   """Replaces C_phi and the tokens in `params` by those of the latest
   checkpoint in the stage-one workdir `init_from`.
+
+  warm_start (config.stage_one.warm_start, beyond the paper): also every
+  other parameter that stage one holds under the same path and shape
+  (E_phi, D_theta's blocks and output layer), so that stage two does not
+  learn to draw from scratch; what differs (the codebook, D_theta's first
+  dense layer, CGVAE's AdaIN) stays fresh. Only C_phi and the tokens are
+  frozen for freeze_steps.
 
   abstract_params: the params' ShapeDtypeStructs with shardings. Logs what
   was restored and what keeps its fresh initialisation, by name, and writes
@@ -98,6 +105,11 @@ def initialise_from(init_from: str, params, abstract_params,
         f'init_from={init_from!r} cannot initialise C_phi and the tokens. '
         f'{e}\nStage one must be a run with the same labels, '
         'feature combinations, N_c, C_phi widths and image size.') from e
+  if warm_start:
+    warm, _ = checkpointing.restore_params(
+        init_from, abstract_params, select=lambda p: not is_transferred(p),
+        only_matching=True)
+    restored = {**restored, **warm}
   flat = checkpointing.flatten(params)
   fresh = sorted(set(flat) - set(restored))
   flat.update(restored)
@@ -171,7 +183,8 @@ EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
               ('objective.swap_c_cycle', 'swap c cycle'),
               ('objective.swap_classification', 'swap classification'),
               ('model.feature_film', 'FiLM of f(y, c)'),
-              ('model.token_dropout', 'token dropout'))
+              ('model.token_dropout', 'token dropout'),
+              ('stage_one.warm_start', 'stage-one E_phi and D_theta kept'))
 
 
 def extensions(config: ml_collections.ConfigDict) -> list[str]:
