@@ -174,6 +174,9 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   objective.swap_z_cycle = 0.0
   objective.swap_c_cycle = 0.0
   objective.swap_classification = 0.0
+  # ... and E_phi (trained) of a swapped decode (held fixed) gives back the
+  # base's z: z leaves out the label and features that the swap changed.
+  objective.swap_z_invariance = 0.0
   # Weight of the MMD between the z of y = 1 and y = 0 in each batch: a
   # kernel penalty that removes y from z (docs/model.md, "Extensions").
   objective.z_mmd = 0.0

@@ -76,6 +76,7 @@ TERMS: dict[str, Term] = {
     'swap_z_cycle': Term('swap_z_cycle'),
     'swap_c_cycle': Term('swap_c_cycle'),
     'swap_classification': Term('swap_classification'),
+    'swap_z_invariance': Term('swap_z_invariance'),
 }
 # Logged sums, not weighted: a model whose KL is in parts (the baselines)
 # logs their sum as 'kl' (each part is weighted by its own row).
@@ -296,7 +297,9 @@ def swap_consistency_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
   swap_c_cycle: f(y, c) read by C_phi from the fake against the donor's
     f(y, c) (the features moved), element mean;
   swap_classification: -log q(y_donor | fake), summed over labels, averaged
-    over the batch (the label moved).
+    over the batch (the label moved);
+  swap_z_invariance: E_phi, trained, of the fake held fixed against the
+    base's z (normalised_distance): z leaves out what the swap changed.
   Targets are held fixed. {} for a pass without swapped decodes.
   """
   if 'swap_f' not in out:
@@ -310,7 +313,23 @@ def swap_consistency_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
       'swap_c_cycle': jnp.mean(jnp.square(out['swap_f_read']
                                           - sg(out['swap_f']))),
       'swap_classification': jnp.mean(jnp.sum(-jnp.sum(y * log_q, -1), -1)),
+      'swap_z_invariance': normalised_distance(out['swap_z_invariant_read'],
+                                               out['swap_z_target']),
   }
+
+
+def normalised_distance(read: jax.Array, target: jax.Array) -> jax.Array:
+  """Squared distance of `read` from `target` (held fixed), both (B, ...),
+  summed over each example's entries and averaged over the batch, divided by
+  the target's total variance over the batch: 0 when read equals target, 2
+  when read is an independent draw of the same distribution, and the same
+  whatever the scale of z, so that the encoder cannot meet it by shrinking
+  z (the first round's swap z cycle diverged through that scale)."""
+  n = target.shape[0]
+  read = read.reshape(n, -1).astype(jnp.float32)
+  target = jax.lax.stop_gradient(target.reshape(n, -1).astype(jnp.float32))
+  spread = jnp.sum(jnp.var(target, axis=0))
+  return jnp.mean(jnp.sum(jnp.square(read - target), -1)) / (spread + 1e-6)
 
 
 # Bandwidths of z's kernel, as multiples of the median pairwise distance: the

@@ -182,6 +182,7 @@ EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
               ('objective.swap_z_cycle', 'swap z cycle'),
               ('objective.swap_c_cycle', 'swap c cycle'),
               ('objective.swap_classification', 'swap classification'),
+              ('objective.swap_z_invariance', 'swap invariance of E_phi'),
               ('model.feature_film', 'FiLM of f(y, c)'),
               ('model.token_dropout', 'token dropout'),
               ('stage_one.warm_start', 'stage-one E_phi and D_theta kept'))

@@ -137,6 +137,42 @@ def test_stage_two_starts_from_stage_one_and_thaws_after_freeze_steps(
   assert not two_step.finished(str(tmp_path / 'none'), config)
 
 
+def test_warm_start_restores_every_path_and_shape_that_matches(stage_one):
+  """stage_one.warm_start: beyond C_phi and the tokens, E_phi and D_theta's
+  blocks come from the CGVAE stage one; the codebook (absent there) and
+  D_theta's first dense kernel (S_z = 100 + tokens + f inputs there, the
+  flattened z_q here) stay as initialised."""
+  config = _stage_two_config(stage_one)
+  setup = train.build(config)
+  abstract = setup.abstract_state.params
+  fresh = checkpointing.flatten(jax.tree.map(
+      lambda a: np.full(a.shape, 7.0, a.dtype), abstract))
+  saved, _ = checkpointing.restore_params(stage_one, abstract,
+                                          only_matching=True)
+  paper = checkpointing.flatten(two_step.initialise_from(
+      stage_one, checkpointing.unflatten(fresh), abstract))
+  warm = checkpointing.flatten(two_step.initialise_from(
+      stage_one, checkpointing.unflatten(fresh), abstract, warm_start=True))
+
+  def from_stage_one(params):
+    return sorted(k for k, v in params.items() if not np.all(v == 7.0))
+
+  transferred = sorted(k for k in fresh if two_step.is_transferred(k))
+  assert from_stage_one(paper) == transferred
+  assert from_stage_one(warm) == sorted(saved)
+  assert set(transferred) < set(saved)
+  assert 'encoder/block_0/conv_1/kernel' in saved
+  assert 'decoder/block_4/conv_2/kernel' in saved
+  assert 'decoder/to_image/kernel' in saved
+  assert set(fresh) - set(saved) == {'codebook/embedding',
+                                     'decoder/dense/kernel'}
+  for k in saved:
+    np.testing.assert_array_equal(warm[k], saved[k])
+  # The variant's name says what was trained.
+  config.stage_one.warm_start = True
+  assert two_step.variant(config).endswith('stage-one E_phi and D_theta kept')
+
+
 def test_stage_one_that_does_not_fit_names_the_paths_and_shapes(stage_one):
   config = _stage_two_config(stage_one, **{'model.num_features': 5})
   abstract = train.build(config).abstract_state

@@ -57,10 +57,11 @@ class CGVAE(cvqvae.ConditionalVAE):
                               axis=-1)
     return mean, log_var
 
-  def reencode(self, x, y):
-    h = layers.frozen(self.encoder)(x, y)
-    mean, _ = jnp.split(layers.frozen(self.to_gaussian)(
-        h.reshape(h.shape[0], -1)), 2, axis=-1)
+  def reencode(self, x, y, frozen=True):
+    hold = layers.frozen if frozen else (lambda module: module)
+    h = hold(self.encoder)(x, y)
+    mean, _ = jnp.split(hold(self.to_gaussian)(h.reshape(h.shape[0], -1)), 2,
+                        axis=-1)
     return mean
 
   def encode(self, x: jax.Array, y: jax.Array):

@@ -277,9 +277,11 @@ class ConditionalVAE(nn.Module):
     return {'adversary_fit': fit,
             'adversary_frozen': layers.frozen(self.z_adversary)(z)}
 
-  def reencode(self, x: jax.Array, y: jax.Array) -> jax.Array:
+  def reencode(self, x: jax.Array, y: jax.Array, frozen: bool = True
+               ) -> jax.Array:
     """What the swap-consistency terms compare of z: E_phi's continuous
-    output for x and y, with E_phi's parameters held fixed."""
+    output for x and y, with E_phi's parameters held fixed (`frozen`) or
+    trained."""
     raise NotImplementedError
 
   def swap_outputs(self, z: jax.Array, y: jax.Array, c, z_target: jax.Array
@@ -292,7 +294,10 @@ class ConditionalVAE(nn.Module):
     terms computed from it (objectives.swap_consistency_terms) train the
     decoder (and, through its inputs, what made z and c) to draw the donor's
     label and features on the base's face, not C_phi or E_phi to read
-    something else.
+    something else. 'swap_z_invariant_read' is the other way round: E_phi,
+    trained, re-encodes the fake held fixed, so that its term
+    (swap_z_invariance) trains only E_phi to give the base's z whatever
+    label and features were drawn on it.
     """
     if not self.swap_consistency:
       return {}
@@ -305,6 +310,9 @@ class ConditionalVAE(nn.Module):
             'swap_f_read': self.features(y_donor, c_read),
             'swap_logits_read': logits_read,
             'swap_z_read': self.reencode(fake, y_donor),
+            'swap_z_invariant_read': self.reencode(
+                jax.lax.stop_gradient(fake), jax.lax.stop_gradient(y_donor),
+                frozen=False),
             'swap_z_target': z_target}
 
   def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
@@ -468,8 +476,8 @@ class CVQVAE(ConditionalVAE):
     codebook['embedding'] = z_e[pick].astype(codebook['embedding'].dtype)
     return {**params, 'codebook': codebook}
 
-  def reencode(self, x, y):
-    return layers.frozen(self.encoder)(x, y)
+  def reencode(self, x, y, frozen=True):
+    return (layers.frozen(self.encoder) if frozen else self.encoder)(x, y)
 
   def encode(self, x: jax.Array, y: jax.Array):
     """Most likely codes at test time: (z_index (B, N, N), z_q)."""
