@@ -149,6 +149,12 @@ def _error(field: str, value: Any, allowed: str) -> ValueError:
   return ValueError(f'{field} must be {allowed}, got {value!r}.')
 
 
+# The weights of terms computed from the swapped decodes
+# (model.swap_consistency; objectives.swap_consistency_terms).
+SWAP_WEIGHTS = ('swap_z_cycle', 'swap_c_cycle', 'swap_classification',
+                'swap_z_invariance')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first field out of its range, its value
   and the range. Call before anything is compiled or read."""
@@ -195,3 +201,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise _error('stage_one.share', share,
                    f'{allowed} (the part of num_train_steps given to stage '
                    "one; stage_one.model='' trains one stage)")
+
+  if not _get(config, 'model.swap_consistency'):
+    for weight in SWAP_WEIGHTS:
+      value = _get(config, f'objective.{weight}')
+      if value not in (_ABSENT, 0, 0.0):
+        raise _error(f'objective.{weight}', value,
+                     '0 unless model.swap_consistency=True, which computes '
+                     'the swapped decodes that the term reads')

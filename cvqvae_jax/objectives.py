@@ -321,9 +321,9 @@ def swap_consistency_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
 def normalised_distance(read: jax.Array, target: jax.Array) -> jax.Array:
   """Squared distance of `read` from `target` (held fixed), both (B, ...),
   summed over each example's entries and averaged over the batch, divided by
-  the target's total variance over the batch: 0 when read equals target, 2
-  when read is an independent draw of the same distribution, and the same
-  whatever the scale of z, so that the encoder cannot meet it by shrinking
+  the target's total variance over the batch: 0 when read equals target,
+  2 in expectation when read is an independent draw of the same
+  distribution, and the same whatever the scale of z, so that the encoder cannot meet it by shrinking
   z (the first round's swap z cycle diverged through that scale)."""
   n = target.shape[0]
   read = read.reshape(n, -1).astype(jnp.float32)

@@ -47,6 +47,8 @@ BAD = [
     ('eval.num_pairs', 0), ('eval.batch_size', 0), ('eval.num_examples', 0),
     ('eval.curve_examples', 0), ('eval.classifier_steps', 0),
     ('eval.figure_examples', 0),
+    # Swap terms without the swapped decodes would be silently 0.
+    ('objective.swap_z_invariance', 0.1), ('objective.swap_z_cycle', 1.0),
 ]
 
 
@@ -68,6 +70,11 @@ def test_out_of_range_value_names_field_value_and_range(field, value):
     ('objective.y_temperature_anneal_steps', 0), ('data.channels', 3)])
 def test_edges_of_the_ranges_are_accepted(field, value):
   config_checks.validate(tiny_config(**{field: value}))
+
+
+def test_swap_terms_are_accepted_with_the_swapped_decodes():
+  config_checks.validate(tiny_config(**{'model.swap_consistency': True,
+                                        'objective.swap_z_invariance': 0.1}))
 
 
 def test_share_is_free_without_a_stage_one():

@@ -39,13 +39,34 @@ def test_swap_consistency_terms_by_hand():
          'swap_z_read': jnp.full((1, 2, 2, 1), 3.0),
          'swap_z_target': jnp.full((1, 2, 2, 1), 1.0),
          'swap_y': jnp.array([[[0.0, 1.0]]]),
-         'swap_logits_read': jnp.array([[[0.0, math.log(3.0)]]])}
+         'swap_logits_read': jnp.array([[[0.0, math.log(3.0)]]]),
+         'swap_z_invariant_read': jnp.full((1, 2, 2, 1), 1.0)}
   terms = objectives.swap_consistency_terms(out)
   np.testing.assert_allclose(terms['swap_z_cycle'], 4.0)
   np.testing.assert_allclose(terms['swap_c_cycle'], 0.5)
   np.testing.assert_allclose(terms['swap_classification'], -math.log(0.75),
                              rtol=1e-6)
   assert objectives.swap_consistency_terms({}) == {}
+
+
+def test_normalised_distance_by_hand():
+  # Targets (0, 0), (2, 0), (0, 2), (2, 2): variance 1 per entry, 2 in all.
+  # Each read is 1 off in one entry: 1 / 2, at any scale of z.
+  target = jnp.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+  read = target + jnp.array([1.0, 0.0])
+  np.testing.assert_allclose(objectives.normalised_distance(read, target),
+                             0.5, rtol=1e-5)
+  np.testing.assert_allclose(
+      objectives.normalised_distance(10 * read, 10 * target), 0.5, rtol=1e-5)
+  # A shuffled copy that pairs each example with an independent one (half
+  # equal, half 2 apart): 2, the value for unrelated z; all apart: 4.
+  a = jnp.array([[0.0], [2.0], [0.0], [2.0]])
+  np.testing.assert_allclose(objectives.normalised_distance(
+      jnp.array([[0.0], [0.0], [2.0], [2.0]]), a), 2.0, rtol=1e-5)
+  np.testing.assert_allclose(
+      objectives.normalised_distance(a[::-1], a), 4.0, rtol=1e-5)
+  grad_target = jax.grad(lambda t: objectives.normalised_distance(read, t))
+  assert not np.any(grad_target(target))  # the target is held fixed
 
 
 class _Objective(dict):
@@ -151,8 +172,10 @@ def test_paper_configs_have_every_extension_off(name):
   assert not config.model.swap_consistency
   assert not config.model.feature_film
   assert config.model.token_dropout == 0.0
+  assert not config.stage_one.warm_start
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
-                 'swap_z_cycle', 'swap_c_cycle', 'swap_classification'):
+                 'swap_z_cycle', 'swap_c_cycle', 'swap_classification',
+                 'swap_z_invariance'):
     assert config.objective[weight] == 0.0
 
 
