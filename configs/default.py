@@ -188,6 +188,9 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   objective.c_hsic = 0.0
   # ... and between each label's c and the other labels' y.
   objective.c_labels_hsic = 0.0
+  # ... and between z at each latent position and each label's f(y, c)
+  # (held fixed): E_phi leaves the label's look to c.
+  objective.z_features_hsic = 0.0
   # Gumbel-softmax temperatures (not given by the paper; docs/model.md):
   # geometric annealing from *_start to *_end over *_anneal_steps steps.
   objective.y_temperature_start = 1.0

@@ -73,6 +73,7 @@ TERMS: dict[str, Term] = {
     'z_hsic': Term('z_hsic'),
     'c_hsic': Term('c_hsic'),
     'c_labels_hsic': Term('c_labels_hsic'),
+    'z_features_hsic': Term('z_features_hsic'),
     'swap_z_cycle': Term('swap_z_cycle'),
     'swap_c_cycle': Term('swap_c_cycle'),
     'swap_classification': Term('swap_classification'),
@@ -471,6 +472,34 @@ def c_hsic_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
       out['c'], jax.lax.stop_gradient(_encoder_output(out)))}
 
 
+def z_features_cka(z: jax.Array, f: Sequence[jax.Array]) -> jax.Array:
+  """How much z, at any one latent position, knows of each label's f(y, c):
+  the centred kernel alignment between z's RBF kernel at each position and
+  an RBF kernel on f_l (both at their median distance), averaged over
+  positions and summed over labels, the diagonals left out (features_cka).
+  Where features_cka asks whether c repeats the face that z draws, this
+  asks whether z (at the eyes, say) repeats the look that f carries: the
+  glasses' colour that c should carry alone. z: (B, ..., D); f: one
+  (B, n_l) array per label (f(y, c) of that label; 0 where it is absent)."""
+  off = (1.0 - jnp.eye(z.shape[0]))[..., None]
+  k_z = _centred_rbf(z) * off                                # (B, B, P)
+  total = jnp.zeros((), jnp.float32)
+  for f_l in f:
+    total = total + jnp.mean(_alignment(k_z, _centred_rbf(f_l) * off))
+  return total
+
+
+def z_features_hsic_terms(out: Mapping[str, Any], objective
+                          ) -> dict[str, jax.Array]:
+  """z_features_hsic: z_features_cka of E_phi's output and each label's
+  f(y, c) held fixed (out['f_parts']), when objective.z_features_hsic > 0;
+  else {}. Trains only E_phi: z leaves the label's look to c."""
+  if not objective.get('z_features_hsic', 0.0):
+    return {}
+  return {'z_features_hsic': z_features_cka(
+      _encoder_output(out), jax.lax.stop_gradient(out['f_parts']))}
+
+
 def other_labels_cka(c: Sequence[jax.Array], y: jax.Array) -> jax.Array:
   """How much each label's c knows of the other labels: label_cka of c_l
   (one position) and the indicators of every label but l, summed over l;
@@ -499,9 +528,10 @@ def c_labels_hsic_terms(out: Mapping[str, Any], objective
 def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   """The terms beyond the paper that a training pass `out` supports
   (invariance_terms, z_mmd_terms, z_hsic_terms, c_hsic_terms,
-  c_labels_hsic_terms, swap_consistency_terms),
+  c_labels_hsic_terms, z_features_hsic_terms, swap_consistency_terms),
   for a model's loss_terms; {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
           **z_hsic_terms(out, objective), **c_hsic_terms(out, objective),
           **c_labels_hsic_terms(out, objective),
+          **z_features_hsic_terms(out, objective),
           **swap_consistency_terms(out)}

@@ -174,8 +174,8 @@ def test_paper_configs_have_every_extension_off(name):
   assert config.model.token_dropout == 0.0
   assert not config.stage_one.warm_start
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
-                 'swap_z_cycle', 'swap_c_cycle', 'swap_classification',
-                 'swap_z_invariance'):
+                 'z_features_hsic', 'swap_z_cycle', 'swap_c_cycle',
+                 'swap_classification', 'swap_z_invariance'):
     assert config.objective[weight] == 0.0
 
 
@@ -260,6 +260,31 @@ def test_features_cka_by_hand():
                                        jnp.asarray(latent))) > 0.8
 
 
+def test_z_features_cka_by_hand():
+  # Four examples; z has two positions: the first repeats f = (0, 0, 1, 1)
+  # (alignment 1, as in features_cka), the second splits the examples the
+  # other way (-1/3): their mean is 1/3. Labels add up.
+  f = jnp.array([[0.0], [0.0], [1.0], [1.0]])
+  other = jnp.array([[0.0], [1.0], [0.0], [1.0]])
+  z = jnp.stack([f, other], axis=1)                          # (4, 2, 1)
+  np.testing.assert_allclose(objectives.z_features_cka(z, [f]), 1 / 3,
+                             rtol=1e-5)
+  np.testing.assert_allclose(objectives.z_features_cka(z, [f, other]),
+                             2 / 3, rtol=1e-5)
+  # One position that knows the look of the present label's examples only
+  # (f = y c, 0 where absent) is seen, whatever the other positions hold.
+  rng = np.random.default_rng(0)
+  present = rng.integers(0, 2, 64).astype(np.float32)
+  f_l = present[:, None] * rng.normal(size=(64, 4))
+  latent = rng.normal(size=(64, 4, 4, 8))
+  free = float(objectives.z_features_cka(jnp.asarray(latent),
+                                         [jnp.asarray(f_l)]))
+  latent[:, 1, 2, :4] = 3.0 * f_l
+  told = float(objectives.z_features_cka(jnp.asarray(latent),
+                                         [jnp.asarray(f_l)]))
+  assert abs(free) < 0.05 and told > free + 0.8 / 16
+
+
 @pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
 def test_hsic_terms_train_only_their_side(name):
   config = tiny_config(**{'model.name': name, 'stage_one.model': '',
@@ -276,6 +301,12 @@ def test_hsic_terms_train_only_their_side(name):
   g = _grads(config, 'c_labels_hsic')
   assert g['feature_net'] > 0
   assert all(v == 0 for k, v in g.items() if k != 'feature_net'), g
+  # z leaves the look to c: E_phi moves, C_phi (f held fixed) does not.
+  config.objective.z_features_hsic = 1.0
+  g = _grads(config, 'z_features_hsic')
+  assert g['encoder'] > 0
+  assert all(v == 0 for k, v in g.items()
+             if k not in ('encoder', 'to_gaussian')), g
 
 
 def test_other_labels_cka_by_hand():

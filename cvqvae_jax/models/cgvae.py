@@ -90,7 +90,8 @@ class CGVAE(cvqvae.ConditionalVAE):
     extra = {}
     if train:
       extra = {**self.adversary_outputs(z),
-               **self.swap_outputs(z, y, c, mean)}
+               **self.swap_outputs(z, y, c, mean),
+               'f_parts': self.feature_parts(y, c)}
     return dict(logits_y=logits_y, c=c, y=y, z_mean=mean, z_log_var=log_var,
                 z_q=z, x_hat=(self.train_decode(z, y, c) if train
                               else self.decode(z, y, c)), **extra)

@@ -324,11 +324,15 @@ class ConditionalVAE(nn.Module):
     """C_phi: (logits of q(y|x) (B, L, 2), c tuple)."""
     return self.feature_net(x)
 
+  def feature_parts(self, y: jax.Array, c: Sequence[jax.Array]
+                    ) -> tuple[jax.Array, ...]:
+    """f(y, c) of each label: a tuple of L arrays (B, n_l)."""
+    return tuple(layers.combine_features(y[:, l, 1], c_l, kind)
+                 for l, (c_l, kind) in enumerate(zip(c, self.feature_kinds)))
+
   def features(self, y: jax.Array, c: Sequence[jax.Array]) -> jax.Array:
     """f(y, c) of every label, concatenated: (B, sum n_l)."""
-    parts = [layers.combine_features(y[:, l, 1], c_l, kind)
-             for l, (c_l, kind) in enumerate(zip(c, self.feature_kinds))]
-    return jnp.concatenate(parts, axis=-1)
+    return jnp.concatenate(self.feature_parts(y, c), axis=-1)
 
   def decode(self, z: jax.Array, y: jax.Array, c: Sequence[jax.Array],
              token_y: jax.Array | None = None) -> jax.Array:
@@ -535,7 +539,8 @@ class CVQVAE(ConditionalVAE):
     extra = {}
     if train:
       extra = {**self.adversary_outputs(z_q),
-               **self.swap_outputs(z_q, y, c, z_e)}
+               **self.swap_outputs(z_q, y, c, z_e),
+               'f_parts': self.feature_parts(y, c)}
     return dict(logits_y=logits_y, c=c, y=y, z_e=z_e, z_logits=z_logits,
                 z_index=z_index, z_code=z_code, z_q=z_q, x_hat=x_hat, **extra)
 
