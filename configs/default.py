@@ -159,6 +159,9 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # nothing of it (the mean of its two tokens): the decoder must then draw
   # the label from f(y, c) (docs/model.md, "Extensions").
   model.token_dropout = 0.0
+  # Train passes also decode with each label's c replaced by its batch mean,
+  # for objective.c_locality (docs/model.md, "Extensions").
+  model.feature_locality = False
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)
@@ -177,6 +180,9 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # ... and E_phi (trained) of a swapped decode (held fixed) gives back the
   # base's z: z leaves out the label and features that the swap changed.
   objective.swap_z_invariance = 0.0
+  # Weight of the share of what c changes in the image that lies outside
+  # the region where its label acts (model.feature_locality).
+  objective.c_locality = 0.0
   # Weight of the MMD between the z of y = 1 and y = 0 in each batch: a
   # kernel penalty that removes y from z (docs/model.md, "Extensions").
   objective.z_mmd = 0.0

@@ -209,3 +209,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise _error(f'objective.{weight}', value,
                      '0 unless model.swap_consistency=True, which computes '
                      'the swapped decodes that the term reads')
+  locality = _get(config, 'objective.c_locality')
+  if (locality not in (_ABSENT, 0, 0.0)
+      and _get(config, 'model.feature_locality') in (_ABSENT, False)):
+    raise _error('objective.c_locality', locality,
+                 '0 unless model.feature_locality=True, which computes the '
+                 'decodes with the mean c that the term reads')

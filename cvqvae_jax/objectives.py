@@ -78,6 +78,7 @@ TERMS: dict[str, Term] = {
     'swap_c_cycle': Term('swap_c_cycle'),
     'swap_classification': Term('swap_classification'),
     'swap_z_invariance': Term('swap_z_invariance'),
+    'c_locality': Term('c_locality'),
 }
 # Logged sums, not weighted: a model whose KL is in parts (the baselines)
 # logs their sum as 'kl' (each part is weighted by its own row).
@@ -525,13 +526,64 @@ def c_labels_hsic_terms(out: Mapping[str, Any], objective
       out['c'], jax.lax.stop_gradient(out['y']))}
 
 
+def label_regions(x: jax.Array, y1: jax.Array) -> jax.Array:
+  """Where each label acts, from one batch: the absolute difference of the
+  mean image of the examples with the label and of those without it, summed
+  over channels and divided by its maximum, (L, H, W) in [0, 1] (0 for a
+  label that the batch has only one value of). x: (B, H, W, C); y1: (B, L),
+  the probability (or indicator) of y = 1. On aligned images (faces, chest
+  X-rays) this is the label's place: the frames' band for glasses, the
+  heart's outline for cardiomegaly."""
+  x = x.astype(jnp.float32)
+  w1 = y1.astype(jnp.float32)
+  w0 = 1.0 - w1
+  def mean(w):
+    return (jnp.einsum('bl,bhwc->lhwc', w, x)
+            / jnp.maximum(jnp.sum(w, 0), 1e-6)[:, None, None, None])
+  both = (jnp.sum(w1, 0) > 0.5) & (jnp.sum(w0, 0) > 0.5)   # (L,)
+  diff = jnp.sum(jnp.abs(mean(w1) - mean(w0)), -1)          # (L, H, W)
+  top = jnp.max(diff, axis=(1, 2), keepdims=True)
+  return jnp.where(both[:, None, None], diff / jnp.maximum(top, 1e-12), 0.0)
+
+
+def c_locality(own: jax.Array, mean: jax.Array, regions: jax.Array,
+               gate: jax.Array) -> jax.Array:
+  """The share of what c changes in the image that lies outside the
+  region of its label: sum of (own - mean)^2 (1 - mask) over the sum of
+  (own - mean)^2, mask_i = max over labels l of gate_il regions_l (an
+  example's allowed region: where the labels whose f(y, c) it uses act).
+
+  own, mean: (B, H, W, C), the decodes with each example's c and with the
+  batch's mean c; regions: (L, H, W) (label_regions, held fixed); gate:
+  (B, L). 0 when c changes only pixels inside the region, 1 when only
+  outside; the same whatever the size of c's effect, so that it cannot be
+  met by c doing nothing."""
+  sq = jnp.sum(jnp.square(own.astype(jnp.float32)
+                          - mean.astype(jnp.float32)), -1)    # (B, H, W)
+  mask = jnp.max(gate[:, :, None, None] * regions[None], axis=1)
+  outside = jnp.sum(sq * (1.0 - jax.lax.stop_gradient(mask)))
+  return outside / (jnp.sum(sq) + 1e-8 * sq.size)
+
+
+def c_locality_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """c_locality of a pass that decoded with the batch's mean c (models'
+  locality_outputs); {} for a pass without them. Trains D_theta and C_phi:
+  c may change only where its label acts."""
+  if 'locality_own' not in out:
+    return {}
+  sg = jax.lax.stop_gradient
+  regions = label_regions(sg(out['locality_x']), sg(out['locality_y']))
+  return {'c_locality': c_locality(out['locality_own'], out['locality_mean'],
+                                   regions, sg(out['locality_gate']))}
+
+
 def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
   """The terms beyond the paper that a training pass `out` supports
   (invariance_terms, z_mmd_terms, z_hsic_terms, c_hsic_terms,
-  c_labels_hsic_terms, z_features_hsic_terms, swap_consistency_terms),
-  for a model's loss_terms; {} when every extension is off."""
+  c_labels_hsic_terms, z_features_hsic_terms, swap_consistency_terms,
+  c_locality_terms), for a model's loss_terms; {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
           **z_hsic_terms(out, objective), **c_hsic_terms(out, objective),
           **c_labels_hsic_terms(out, objective),
           **z_features_hsic_terms(out, objective),
-          **swap_consistency_terms(out)}
+          **swap_consistency_terms(out), **c_locality_terms(out)}

@@ -184,6 +184,7 @@ EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
               ('objective.swap_c_cycle', 'swap c cycle'),
               ('objective.swap_classification', 'swap classification'),
               ('objective.swap_z_invariance', 'swap invariance of E_phi'),
+              ('objective.c_locality', 'c local to its label'),
               ('model.feature_film', 'FiLM of f(y, c)'),
               ('model.token_dropout', 'token dropout'),
               ('stage_one.warm_start', 'stage-one E_phi and D_theta kept'))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_config
+from cvqvae_jax import config_checks
 from cvqvae_jax import config_files
 from cvqvae_jax import evaluation
 from cvqvae_jax import objectives
@@ -173,9 +174,10 @@ def test_paper_configs_have_every_extension_off(name):
   assert not config.model.feature_film
   assert config.model.token_dropout == 0.0
   assert not config.stage_one.warm_start
+  assert not config.model.feature_locality
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
                  'z_features_hsic', 'swap_z_cycle', 'swap_c_cycle',
-                 'swap_classification', 'swap_z_invariance'):
+                 'swap_classification', 'swap_z_invariance', 'c_locality'):
     assert config.objective[weight] == 0.0
 
 
@@ -307,6 +309,58 @@ def test_hsic_terms_train_only_their_side(name):
   assert g['encoder'] > 0
   assert all(v == 0 for k, v in g.items()
              if k not in ('encoder', 'to_gaussian')), g
+
+
+def test_label_regions_by_hand():
+  # Label 0 darkens a 2 x 2 patch of its examples; label 1 is on for every
+  # example, so the batch cannot say where it acts (0).
+  x = np.zeros((4, 4, 4, 3), np.float32)
+  x[:2, :2, :2] = 1.0
+  x[0, 3, 3] = 0.5                     # one example's own detail
+  y1 = np.array([[1, 1], [1, 1], [0, 1], [0, 1]], np.float32)
+  regions = np.asarray(objectives.label_regions(x, y1))
+  expected = np.zeros((4, 4))
+  expected[:2, :2] = 1.0               # |1 - 0| x 3 channels, over its max 3
+  expected[3, 3] = 0.25
+  np.testing.assert_allclose(regions[0], expected, atol=1e-6)
+  np.testing.assert_allclose(regions[1], 0.0)
+
+
+def test_c_locality_by_hand():
+  regions = np.zeros((2, 4, 4), np.float32)
+  regions[0, :2, :2] = 1.0             # label 0 acts in the top-left corner
+  regions[1, 2:, 2:] = 0.5             # label 1 half-acts bottom-right
+  mean = np.zeros((2, 4, 4, 1), np.float32)
+  own = mean.copy()
+  own[0, 0, 0] = 2.0                   # inside label 0's region: 4 inside
+  own[0, 3, 3] = 1.0                   # outside it: 1
+  own[1, 3, 3] = 1.0                   # example 1 uses label 1 only: 1 x 0.5
+  gate = np.array([[1, 0], [0, 1]], np.float32)
+  # outside: 1 (example 0) + 0.5 (example 1); total 4 + 1 + 1.
+  np.testing.assert_allclose(
+      objectives.c_locality(own, mean, regions, gate), 1.5 / 6.0, rtol=1e-5)
+  # The same share whatever the size of c's effect.
+  np.testing.assert_allclose(
+      objectives.c_locality(10 * own, mean, regions, gate), 1.5 / 6.0,
+      rtol=1e-5)
+  # With both labels gated on, example 0's (3, 3) is in label 1's half.
+  np.testing.assert_allclose(
+      objectives.c_locality(own, mean, regions, np.ones((2, 2), np.float32)),
+      1.0 / 6.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
+def test_c_locality_trains_the_decoder_and_c_not_z(name):
+  config = tiny_config(**{'model.name': name, 'stage_one.model': '',
+                          'model.feature_locality': True,
+                          'objective.c_locality': 1.0})
+  g = _grads(config, 'c_locality')
+  assert g['decoder'] > 0 and g['feature_net'] > 0
+  assert all(v == 0 for k, v in g.items()
+             if k not in ('decoder', 'feature_net')), g
+  config.model.feature_locality = False
+  with pytest.raises(ValueError, match='objective.c_locality.*feature_locality'):
+    config_checks.validate(config)
 
 
 def test_other_labels_cka_by_hand():

@@ -91,6 +91,7 @@ class CGVAE(cvqvae.ConditionalVAE):
     if train:
       extra = {**self.adversary_outputs(z),
                **self.swap_outputs(z, y, c, mean),
+               **self.locality_outputs(x, z, y, c),
                'f_parts': self.feature_parts(y, c)}
     return dict(logits_y=logits_y, c=c, y=y, z_mean=mean, z_log_var=log_var,
                 z_q=z, x_hat=(self.train_decode(z, y, c) if train

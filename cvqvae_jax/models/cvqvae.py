@@ -245,6 +245,10 @@ class ConditionalVAE(nn.Module):
   # two tokens with this probability per example (docs/model.md,
   # "Extensions"): the decoder must then draw the label from f(y, c).
   token_dropout: float = 0.0
+  # Train passes also decode with each label's c replaced by its batch mean,
+  # for objective.c_locality: what c changes must lie where the label acts
+  # (docs/model.md, "Extensions").
+  feature_locality: bool = False
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -314,6 +318,40 @@ class ConditionalVAE(nn.Module):
                 jax.lax.stop_gradient(fake), jax.lax.stop_gradient(y_donor),
                 frozen=False),
             'swap_z_target': z_target}
+
+  def locality_outputs(self, x: jax.Array, z: jax.Array, y: jax.Array,
+                       c: Sequence[jax.Array]) -> dict[str, Any]:
+    """What objectives.c_locality compares (train passes with
+    feature_locality): 'locality_own', D(sg z, y, c), and 'locality_mean',
+    D(sg z, y, c-bar), every label's c replaced by its mean over the batch's
+    examples where f(y, c) uses it (held fixed), so that their difference is
+    what each example's own c changes in the image; 'locality_x' and
+    'locality_y' (x and the pass's y, held fixed), from which the term finds
+    the region where each label acts; 'locality_gate' (B, L): where an
+    example's f(y, c) of a label depends on c at all (y for 'presence', 1
+    for 'both'). {} without feature_locality."""
+    if not self.feature_locality:
+      return {}
+    sg = jax.lax.stop_gradient
+    z, y1 = sg(z), sg(y[..., 1]).astype(jnp.float32)
+    means, gates = [], []
+    for l, (c_l, kind) in enumerate(zip(c, self.feature_kinds)):
+      w = y1[:, l:l + 1]
+      if kind == 'presence':
+        weights, gate = w, y1[:, l]
+      else:  # 'both': c = [c0, c1], c0 used where y = 0, c1 where y = 1.
+        half = c_l.shape[-1] // 2
+        weights = jnp.concatenate([jnp.repeat(1 - w, half, -1),
+                                   jnp.repeat(w, half, -1)], -1)
+        gate = jnp.ones_like(y1[:, l])
+      mean = (jnp.sum(weights * c_l, 0, keepdims=True)
+              / jnp.maximum(jnp.sum(weights, 0, keepdims=True), 1e-6))
+      means.append(jnp.broadcast_to(sg(mean), c_l.shape).astype(c_l.dtype))
+      gates.append(gate)
+    return {'locality_own': self.decode(z, y, c),
+            'locality_mean': self.decode(z, y, tuple(means)),
+            'locality_x': sg(x), 'locality_y': y1,
+            'locality_gate': jnp.stack(gates, -1)}
 
   def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
     """The AdaIN style vector of D_theta's blocks; None: no AdaIN."""
@@ -540,6 +578,7 @@ class CVQVAE(ConditionalVAE):
     if train:
       extra = {**self.adversary_outputs(z_q),
                **self.swap_outputs(z_q, y, c, z_e),
+               **self.locality_outputs(x, z_q, y, c),
                'f_parts': self.feature_parts(y, c)}
     return dict(logits_y=logits_y, c=c, y=y, z_e=z_e, z_logits=z_logits,
                 z_index=z_index, z_code=z_code, z_q=z_q, x_hat=x_hat, **extra)
