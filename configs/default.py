@@ -162,6 +162,10 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # Train passes also decode with each label's c replaced by its batch mean,
   # for objective.c_locality (docs/model.md, "Extensions").
   model.feature_locality = False
+  # Probability that a training example's z is set to 0 where a label acts
+  # (the region read from the batch): the decoder must then draw the label's
+  # look from f(y, c) (categorical z only; docs/model.md, "Extensions").
+  model.region_masking = 0.0
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import ml_collections
 
 from cvqvae_jax import objectives
+from cvqvae_jax.models import CATEGORICAL_VARIANTS
 from cvqvae_jax.models.layers import DTYPES
 from cvqvae_jax.optim import LR_SCHEDULES
 # Models that train without any label, for which data.supervision_rate may
@@ -124,6 +125,9 @@ RANGES: tuple[tuple[str, tuple[str, Callable[[Any], bool]]], ...] = (
     ('model.num_features', _at_least(1)),
     ('model.distance_scale', _positive()),
     ('model.codebook_init_scale', _positive()),
+    ('model.token_dropout', _between(0, 1, low_open=False, high_open=False)),
+    ('model.region_masking', _between(0, 1, low_open=False,
+                                      high_open=False)),
     # The weight of every loss term (objectives.TERMS).
     *((f'objective.{field}', _non_negative())
       for field in objectives.weight_fields()),
@@ -209,6 +213,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise _error(f'objective.{weight}', value,
                      '0 unless model.swap_consistency=True, which computes '
                      'the swapped decodes that the term reads')
+  masking = _get(config, 'model.region_masking')
+  if masking not in (_ABSENT, 0, 0.0):
+    if name not in CATEGORICAL_VARIANTS:
+      raise _error('model.region_masking', masking,
+                   f'0 for model.name {name!r}: only the categorical models '
+                   f'({", ".join(CATEGORICAL_VARIANTS)}) have a z with a '
+                   'spatial grid to mask')
+    if (grid is not _ABSENT and size is not _ABSENT and _is_int(grid)
+        and _is_int(size) and size % grid):
+      raise _error('model.region_masking', masking,
+                   f'0 unless data.image_size ({size}) is a multiple of '
+                   f'model.latent_grid ({grid}), the patches of its regions')
   locality = _get(config, 'objective.c_locality')
   if (locality not in (_ABSENT, 0, 0.0)
       and _get(config, 'model.feature_locality') in (_ABSENT, False)):

@@ -546,6 +546,30 @@ def label_regions(x: jax.Array, y1: jax.Array) -> jax.Array:
   return jnp.where(both[:, None, None], diff / jnp.maximum(top, 1e-12), 0.0)
 
 
+def latent_regions(x: jax.Array, y1: jax.Array, grid: int,
+                   threshold: float = 0.5) -> jax.Array:
+  """Where each label acts on a latent grid of grid x grid positions, from
+  one batch: (L, grid, grid) booleans. label_regions is averaged over each
+  position's patch of pixels; its median over the positions (what every
+  position differs by, such as the batch's spread of background colours) is
+  subtracted and the rest divided by its maximum; the positions at or above
+  `threshold` are the region. No position for a label that the batch has
+  only one value of. x: (B, H, W, C) with H and W multiples of grid; y1:
+  (B, L) as in label_regions."""
+  regions = label_regions(x, y1)
+  num_labels, height, width = regions.shape
+  if height % grid or width % grid:
+    raise ValueError(f'latent_regions: the image ({height} x {width}) is not '
+                     f'a whole number of {grid} x {grid} patches.')
+  pooled = regions.reshape(num_labels, grid, height // grid, grid,
+                           width // grid).mean((2, 4))
+  flat = pooled.reshape(num_labels, -1)
+  low = jnp.median(flat, axis=-1)[:, None, None]
+  high = jnp.max(flat, axis=-1)[:, None, None]
+  spread = high - low
+  return (spread > 1e-6) & (pooled - low >= threshold * spread)
+
+
 def c_locality(own: jax.Array, mean: jax.Array, regions: jax.Array,
                gate: jax.Array) -> jax.Array:
   """The share of what c changes in the image that lies outside the

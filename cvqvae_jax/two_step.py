@@ -163,9 +163,14 @@ def stage_one_steps(config: ml_collections.ConfigDict) -> int:
 def stage_one_config(config: ml_collections.ConfigDict
                      ) -> ml_collections.ConfigDict:
   """The config of stage one: the same run with model.name =
-  stage_one.model for stage_one_steps(config) steps, in one stage."""
+  stage_one.model for stage_one_steps(config) steps, in one stage.
+  model.region_masking is 0 there unless stage one's z is categorical:
+  a Gaussian z has no spatial grid to mask."""
   one = config.copy_and_resolve_references()
   one.model.name = config.stage_one.model
+  if (one.model.get('region_masking', 0)
+      and one.model.name not in models.CATEGORICAL_VARIANTS):
+    one.model.region_masking = 0.0
   one.num_train_steps = stage_one_steps(config)
   one.init_from, one.freeze_steps = '', 0
   one.stage_one.model = ''
@@ -187,6 +192,7 @@ EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
               ('objective.c_locality', 'c local to its label'),
               ('model.feature_film', 'FiLM of f(y, c)'),
               ('model.token_dropout', 'token dropout'),
+              ('model.region_masking', 'z masked in the label regions'),
               ('stage_one.warm_start', 'stage-one E_phi and D_theta kept'))
 
 

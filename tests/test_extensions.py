@@ -175,6 +175,7 @@ def test_paper_configs_have_every_extension_off(name):
   assert config.model.token_dropout == 0.0
   assert not config.stage_one.warm_start
   assert not config.model.feature_locality
+  assert config.model.region_masking == 0.0
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
                  'z_features_hsic', 'swap_z_cycle', 'swap_c_cycle',
                  'swap_classification', 'swap_z_invariance', 'c_locality'):
@@ -324,6 +325,77 @@ def test_label_regions_by_hand():
   expected[3, 3] = 0.25
   np.testing.assert_allclose(regions[0], expected, atol=1e-6)
   np.testing.assert_allclose(regions[1], 0.0)
+
+
+def test_latent_regions_by_hand():
+  # 8 x 8 images on a 4 x 4 grid (2 x 2 pixel patches). Label 0 draws a bright
+  # patch at grid position (1, 2) of its examples, whose backgrounds are also
+  # 0.1 brighter everywhere (a nuisance every position shares, which the
+  # median removes); a half-bright patch at (3, 0) is below the threshold.
+  x = np.zeros((4, 8, 8, 1), np.float32)
+  x[:2] += 0.1
+  x[:2, 2:4, 4:6] = 1.0
+  x[:2, 6:8, 0:2] = 0.1 + 0.4
+  y1 = np.array([[1, 1], [1, 1], [0, 1], [0, 1]], np.float32)
+  regions = np.asarray(objectives.latent_regions(x, y1, 4))
+  expected = np.zeros((2, 4, 4), bool)
+  expected[0, 1, 2] = True             # label 1: on everywhere, no region
+  np.testing.assert_array_equal(regions, expected)
+  # Pooled: 0.1 everywhere but 1.0 at (1, 2) and 0.5 at (3, 0), over 1.0;
+  # median 0.1, so (3, 0) is at (0.5 - 0.1) / 0.9 = 0.44 of the spread.
+  np.testing.assert_array_equal(
+      np.asarray(objectives.latent_regions(x, y1, 4, threshold=0.4))[0],
+      np.isin(np.arange(16).reshape(4, 4), [6, 12]))
+  with pytest.raises(ValueError, match='not a whole number of 3 x 3'):
+    objectives.latent_regions(x, y1, 3)
+
+
+def test_region_masking_zeroes_z_where_the_label_acts():
+  config = tiny_config(**{'model.region_masking': 1.0})
+  setup = train.build(config)
+  params = train.jit_init(setup)(jax.random.key(0)).params
+  model, grid = setup.model, config.model.latent_grid
+  size = config.data.image_size
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(4, grid, grid, config.model.code_dim)),
+                  jnp.float32)
+  y = jax.nn.one_hot(jnp.array([[1, 0], [1, 1], [0, 1], [0, 0]]), 2)
+  c = tuple(jnp.asarray(rng.normal(size=(4, n)), jnp.float32)
+            for n in model.feature_sizes)
+  # Label 0 brightens the top-left patch of grid position (0, 0); label 1
+  # the patch of (grid - 1, grid - 1).
+  x = np.zeros((4, size, size, 3), np.float32)
+  p = size // grid
+  x[:2, :p, :p] = 1.0
+  x[1:3, -p:, -p:] = 1.0
+  run = lambda m, method, *a: m.apply(
+      {'params': params}, *a, method=method,
+      rngs={'sample': jax.random.key(1)})
+  masked = run(model, lambda m, *a: m.train_decode(*a), z, y, c, x)
+  # At rate 1 every example loses both labels' regions, whatever its y.
+  by_hand = np.asarray(z).copy()
+  by_hand[:, 0, 0] = 0.0
+  by_hand[:, -1, -1] = 0.0
+  np.testing.assert_allclose(
+      masked, run(model, 'decode', jnp.asarray(by_hand), y, c), atol=1e-6)
+  assert float(jnp.max(jnp.abs(masked - run(model, 'decode', z, y, c)))) > 1e-4
+  # z outside the regions is all the decoder reads of z.
+  grad = jax.grad(lambda z: jnp.sum(run(
+      model, lambda m, *a: m.train_decode(*a), z, y, c, x) ** 2))(z)
+  np.testing.assert_array_equal(np.asarray(grad)[:, 0, 0], 0.0)
+  assert float(jnp.min(jnp.abs(grad[:, 1:-1]).sum((1, 2, 3)))) > 0
+  with pytest.raises(ValueError, match='needs the images x'):
+    run(model, lambda m, *a: m.train_decode(*a), z, y, c)
+  # A config error for a z without a grid; stage one (a Gaussian z) is run
+  # with the masking off.
+  from cvqvae_jax import config_checks, two_step  # pylint: disable=g-import-not-at-top
+  bad = tiny_config(**{'model.region_masking': 0.5, 'model.name': 'cgvae',
+                       'stage_one.model': ''})
+  with pytest.raises(ValueError, match="region_masking must be 0 for "
+                     "model.name 'cgvae'"):
+    config_checks.validate(bad)
+  assert two_step.stage_one_config(config).model.region_masking == 0.0
+  assert two_step.variant(config).endswith('+ z masked in the label regions')
 
 
 def test_c_locality_by_hand():

@@ -60,6 +60,7 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       feature_film=model_config.get('feature_film', False),
       token_dropout=model_config.get('token_dropout', 0.0),
       feature_locality=model_config.get('feature_locality', False),
+      region_masking=model_config.get('region_masking', 0.0),
   )
   if name in GAUSSIAN_VARIANTS or name in BASELINES:
     sizes = model_config.latent_size

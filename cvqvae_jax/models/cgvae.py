@@ -94,5 +94,5 @@ class CGVAE(cvqvae.ConditionalVAE):
                **self.locality_outputs(x, z, y, c),
                'f_parts': self.feature_parts(y, c)}
     return dict(logits_y=logits_y, c=c, y=y, z_mean=mean, z_log_var=log_var,
-                z_q=z, x_hat=(self.train_decode(z, y, c) if train
+                z_q=z, x_hat=(self.train_decode(z, y, c, x) if train
                               else self.decode(z, y, c)), **extra)

@@ -249,6 +249,12 @@ class ConditionalVAE(nn.Module):
   # for objective.c_locality: what c changes must lie where the label acts
   # (docs/model.md, "Extensions").
   feature_locality: bool = False
+  # In training, an example's z at the latent positions where a label acts
+  # (read from the batch: objectives.latent_regions) is set to 0 with this
+  # probability per example and label (docs/model.md, "Extensions"): the
+  # decoder must then draw the label's look there from y and f(y, c).
+  # Models whose z has no spatial grid (the Gaussian ones) are not masked.
+  region_masking: float = 0.0
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -382,16 +388,30 @@ class ConditionalVAE(nn.Module):
                         self.features(y, c), self.decoder_style(z_flat))
 
   def train_decode(self, z: jax.Array, y: jax.Array,
-                   c: Sequence[jax.Array]) -> jax.Array:
-    """decode() of a training pass: with token_dropout > 0, each label's
-    decoder tokens of each example are, with that probability, the mean of
-    its two tokens (y = (1/2, 1/2)) and carry nothing of the label; f(y, c)
-    keeps the label ('sample' rng)."""
-    if not self.token_dropout:
-      return self.decode(z, y, c)
-    drop = jax.random.bernoulli(self.make_rng('sample'), self.token_dropout,
-                                y.shape[:2])[..., None]
-    return self.decode(z, y, c, jnp.where(drop, 0.5, y).astype(y.dtype))
+                   c: Sequence[jax.Array], x: jax.Array | None = None
+                   ) -> jax.Array:
+    """decode() of a training pass ('sample' rng). With token_dropout > 0,
+    each label's decoder tokens of each example are, with that probability,
+    the mean of its two tokens (y = (1/2, 1/2)) and carry nothing of the
+    label; f(y, c) keeps the label. With region_masking > 0 and a spatial z
+    (B, N, N, D), each label's region in z (objectives.latent_regions of x
+    and y, held fixed) is, with that probability per example, set to 0: what
+    the decoder draws there comes from y and f(y, c) alone."""
+    token_y = None
+    if self.token_dropout:
+      drop = jax.random.bernoulli(self.make_rng('sample'), self.token_dropout,
+                                  y.shape[:2])[..., None]
+      token_y = jnp.where(drop, 0.5, y).astype(y.dtype)
+    if self.region_masking and z.ndim == 4:
+      if x is None:
+        raise ValueError('region_masking needs the images x of the pass.')
+      regions = jax.lax.stop_gradient(objectives.latent_regions(
+          x, y[..., 1], z.shape[1]))                          # (L, N, N)
+      pick = jax.random.bernoulli(self.make_rng('sample'),
+                                  self.region_masking, y.shape[:2])  # (B, L)
+      mask = jnp.any(pick[:, :, None, None] & regions[None], axis=1)
+      z = jnp.where(mask[..., None], jnp.zeros((), z.dtype), z)
+    return self.decode(z, y, c, token_y)
 
   def init_from_batch(self, params, batch: dict[str, jax.Array],
                       rng: jax.Array):
@@ -573,7 +593,8 @@ class CVQVAE(ConditionalVAE):
 
     if self.vq_target == 'nearest':
       z_code = self.codebook.lookup(jnp.argmax(z_logits, axis=-1))
-    x_hat = self.train_decode(z_q, y, c) if train else self.decode(z_q, y, c)
+    x_hat = (self.train_decode(z_q, y, c, x) if train
+             else self.decode(z_q, y, c))
     extra = {}
     if train:
       extra = {**self.adversary_outputs(z_q),
