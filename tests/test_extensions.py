@@ -547,10 +547,16 @@ def test_the_default_config_names_its_recipes():
       'and the other labels + FiLM of f(y, c)')
   assert (config.objective.z_hsic, config.objective.c_hsic,
           config.objective.c_labels_hsic) == (0.1, 0.1, 0.1)
-  paper = default.get_config().to_dict()
-  for path in default.RECIPES['hsic_film']:
-    section, field = path.split('.')
-    paper[section][field] = config[section][field]
-  assert paper == config.to_dict()
+  masked = default.get_config('masked')
+  assert two_step.variant(masked) == two_step.variant(config) + (
+      ' + z masked in the label regions + stage-one E_phi and D_theta kept')
+  assert (masked.model.region_masking, masked.stage_one.warm_start) == (
+      0.5, True)
+  for name, recipe in (('hsic_film', config), ('masked', masked)):
+    paper = default.get_config().to_dict()
+    for path in default.RECIPES[name]:
+      section, field = path.split('.')
+      paper[section][field] = recipe[section][field]
+    assert paper == recipe.to_dict()
   with pytest.raises(ValueError, match="Unknown recipe 'nope'.*hsic_film"):
     default.get_config('nope')
