@@ -220,11 +220,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                    f'0 for model.name {name!r}: only the categorical models '
                    f'({", ".join(CATEGORICAL_VARIANTS)}) have a z with a '
                    'spatial grid to mask')
-    if (grid is not _ABSENT and size is not _ABSENT and _is_int(grid)
-        and _is_int(size) and size % grid):
-      raise _error('model.region_masking', masking,
-                   f'0 unless data.image_size ({size}) is a multiple of '
-                   f'model.latent_grid ({grid}), the patches of its regions')
   locality = _get(config, 'objective.c_locality')
   if (locality not in (_ABSENT, 0, 0.0)
       and _get(config, 'model.feature_locality') in (_ABSENT, False)):

@@ -253,7 +253,8 @@ class ConditionalVAE(nn.Module):
   # (read from the batch: objectives.latent_regions) is set to 0 with this
   # probability per example and label (docs/model.md, "Extensions"): the
   # decoder must then draw the label's look there from y and f(y, c).
-  # Models whose z has no spatial grid (the Gaussian ones) are not masked.
+  # Categorical z only: a z without a spatial grid (the Gaussian ones) is an
+  # error (config_checks; two_step turns it off in a Gaussian stage one).
   region_masking: float = 0.0
 
   @property
@@ -393,20 +394,22 @@ class ConditionalVAE(nn.Module):
     """decode() of a training pass ('sample' rng). With token_dropout > 0,
     each label's decoder tokens of each example are, with that probability,
     the mean of its two tokens (y = (1/2, 1/2)) and carry nothing of the
-    label; f(y, c) keeps the label. With region_masking > 0 and a spatial z
-    (B, N, N, D), each label's region in z (objectives.latent_regions of x
-    and y, held fixed) is, with that probability per example, set to 0: what
+    label; f(y, c) keeps the label. With region_masking > 0, each label's
+    region in z (B, N, N, D) (objectives.latent_regions of x and y: booleans,
+    so no gradient) is, with that probability per example, set to 0: what
     the decoder draws there comes from y and f(y, c) alone."""
     token_y = None
     if self.token_dropout:
       drop = jax.random.bernoulli(self.make_rng('sample'), self.token_dropout,
                                   y.shape[:2])[..., None]
       token_y = jnp.where(drop, 0.5, y).astype(y.dtype)
-    if self.region_masking and z.ndim == 4:
+    if self.region_masking:
       if x is None:
         raise ValueError('region_masking needs the images x of the pass.')
-      regions = jax.lax.stop_gradient(objectives.latent_regions(
-          x, y[..., 1], z.shape[1]))                          # (L, N, N)
+      if z.ndim != 4:
+        raise ValueError(f'region_masking needs a z with a spatial grid '
+                         f'(B, N, N, D), got shape {z.shape}.')
+      regions = objectives.latent_regions(x, y[..., 1], z.shape[1])
       pick = jax.random.bernoulli(self.make_rng('sample'),
                                   self.region_masking, y.shape[:2])  # (B, L)
       mask = jnp.any(pick[:, :, None, None] & regions[None], axis=1)
