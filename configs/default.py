@@ -196,6 +196,10 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # Weight of the share of what c changes in the image that lies outside
   # the region where its label acts (model.feature_locality).
   objective.c_locality = 0.0
+  # Weight of the squared error inside the regions where the labels act
+  # (read from the batch), on top of the whole image's (docs/model.md,
+  # "Extensions").
+  objective.region_reconstruction = 0.0
   # Weight of the MMD between the z of y = 1 and y = 0 in each batch: a
   # kernel penalty that removes y from z (docs/model.md, "Extensions").
   objective.z_mmd = 0.0

@@ -79,6 +79,7 @@ TERMS: dict[str, Term] = {
     'swap_classification': Term('swap_classification'),
     'swap_z_invariance': Term('swap_z_invariance'),
     'c_locality': Term('c_locality'),
+    'region_reconstruction': Term('region_reconstruction'),
 }
 # Logged sums, not weighted: a model whose KL is in parts (the baselines)
 # logs their sum as 'kl' (each part is weighted by its own row).
@@ -601,13 +602,54 @@ def c_locality_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
                                    regions, sg(out['locality_gate']))}
 
 
-def extension_terms(out: Mapping[str, Any], objective) -> dict[str, jax.Array]:
-  """The terms beyond the paper that a training pass `out` supports
-  (invariance_terms, z_mmd_terms, z_hsic_terms, c_hsic_terms,
+# Side in pixels of the patches over which region_reconstruction finds where
+# a label acts (a latent position's patch at the benchmark's 32 px, N_z 8).
+REGION_PATCH = 4
+
+
+def region_reconstruction(x: jax.Array, x_hat: jax.Array, y1: jax.Array,
+                          patch: int = REGION_PATCH) -> jax.Array:
+  """The squared error inside the regions where the labels act, averaged
+  over their pixels and channels: latent_regions of the batch on a grid of
+  patch x patch pixel patches (held fixed, booleans), the union over labels.
+  0 when the batch has no region. x, x_hat: (B, H, W, C) with H and W
+  multiples of `patch`; y1: (B, L), the probability (or indicator) of y = 1."""
+  height, width = x.shape[1:3]
+  if height % patch or width % patch or height != width:
+    raise ValueError(f'region_reconstruction: the image ({height} x {width}) '
+                     f'is not a square of whole {patch} x {patch} patches.')
+  regions = jnp.any(latent_regions(x, y1, height // patch), axis=0)  # (N, N)
+  mask = jnp.repeat(jnp.repeat(regions, patch, 0), patch, 1)        # (H, W)
+  mask = mask.astype(jnp.float32)[None, :, :, None]
+  sq = jnp.square(x.astype(jnp.float32) - x_hat.astype(jnp.float32))
+  count = jnp.sum(mask) * x.shape[0] * x.shape[-1]
+  return jnp.sum(sq * mask) / jnp.maximum(count, 1.0)
+
+
+def region_reconstruction_terms(batch: Mapping[str, jax.Array],
+                                out: Mapping[str, Any], objective
+                                ) -> dict[str, jax.Array]:
+  """region_reconstruction of a pass's x_hat, the regions read from the
+  batch's images and the labels the pass used (held fixed), when
+  objective.region_reconstruction > 0; else {}. It trains what the
+  reconstruction trains, with the weight put where the labels act."""
+  if not objective.get('region_reconstruction', 0.0):
+    return {}
+  sg = jax.lax.stop_gradient
+  return {'region_reconstruction': region_reconstruction(
+      batch['image'], out['x_hat'], sg(out['y'][..., 1]))}
+
+
+def extension_terms(batch: Mapping[str, jax.Array], out: Mapping[str, Any],
+                    objective) -> dict[str, jax.Array]:
+  """The terms beyond the paper that a training pass `out` of `batch`
+  supports (invariance_terms, z_mmd_terms, z_hsic_terms, c_hsic_terms,
   c_labels_hsic_terms, z_features_hsic_terms, swap_consistency_terms,
-  c_locality_terms), for a model's loss_terms; {} when every extension is off."""
+  c_locality_terms, region_reconstruction_terms), for a model's loss_terms;
+  {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
           **z_hsic_terms(out, objective), **c_hsic_terms(out, objective),
           **c_labels_hsic_terms(out, objective),
           **z_features_hsic_terms(out, objective),
-          **swap_consistency_terms(out), **c_locality_terms(out)}
+          **swap_consistency_terms(out), **c_locality_terms(out),
+          **region_reconstruction_terms(batch, out, objective)}

@@ -47,7 +47,7 @@ class CGVAE(cvqvae.ConditionalVAE):
     terms = objectives.shared_terms(batch, out)
     terms['kl'] = jnp.mean(objectives.gaussian_kl_to_standard(
         out['z_mean'], out['z_log_var']))
-    terms.update(objectives.extension_terms(out, objective))
+    terms.update(objectives.extension_terms(batch, out, objective))
     return terms
 
   def posterior(self, x: jax.Array, y: jax.Array):

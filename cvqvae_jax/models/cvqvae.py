@@ -508,7 +508,7 @@ class CVQVAE(ConditionalVAE):
         out['z_e'], out['z_code'])
     terms['code_perplexity'] = metrics.code_perplexity(out['z_index'],
                                                        self.num_codes)
-    terms.update(objectives.extension_terms(out, objective))
+    terms.update(objectives.extension_terms(batch, out, objective))
     return terms
 
   @property
