@@ -178,7 +178,8 @@ def test_paper_configs_have_every_extension_off(name):
   assert config.model.region_masking == 0.0
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
                  'z_features_hsic', 'swap_z_cycle', 'swap_c_cycle',
-                 'swap_classification', 'swap_z_invariance', 'c_locality'):
+                 'swap_classification', 'swap_z_invariance', 'c_locality',
+                 'region_reconstruction'):
     assert config.objective[weight] == 0.0
 
 
@@ -348,6 +349,40 @@ def test_latent_regions_by_hand():
       np.isin(np.arange(16).reshape(4, 4), [6, 12]))
   with pytest.raises(ValueError, match='not a whole number of 3 x 3'):
     objectives.latent_regions(x, y1, 3)
+
+
+def test_region_reconstruction_by_hand():
+  # The images of test_latent_regions_by_hand on 2 x 2 patches: label 0's
+  # region is the patch at grid position (1, 2), pixels [2:4, 4:6].
+  x = np.zeros((4, 8, 8, 1), np.float32)
+  x[:2] += 0.1
+  x[:2, 2:4, 4:6] = 1.0
+  x[:2, 6:8, 0:2] = 0.1 + 0.4
+  y1 = np.array([[1, 1], [1, 1], [0, 1], [0, 1]], np.float32)
+  x_hat = x.copy()
+  x_hat[0, 2, 4] += 1.0                # inside: squared error 1
+  x_hat[3, 3, 5] -= 2.0                # inside, an example without it: 4
+  x_hat[1, 0, 0] += 5.0                # outside: not counted
+  # (1 + 4) over 4 pixels x 4 examples x 1 channel.
+  np.testing.assert_allclose(
+      objectives.region_reconstruction(x, x_hat, y1, patch=2), 5 / 16,
+      rtol=1e-6)
+  # No region (every example has both labels): 0, not a division by 0.
+  np.testing.assert_allclose(objectives.region_reconstruction(
+      x, x_hat, np.ones((4, 2), np.float32), patch=2), 0.0)
+  with pytest.raises(ValueError, match='whole 3 x 3 patches'):
+    objectives.region_reconstruction(x, x_hat, y1, patch=3)
+
+
+@pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
+def test_region_reconstruction_trains_what_the_reconstruction_trains(name):
+  config = tiny_config(**{'model.name': name, 'stage_one.model': '',
+                          'objective.region_reconstruction': 1.0})
+  g = _grads(config, 'region_reconstruction')
+  assert g['decoder'] > 0 and g['feature_net'] > 0 and g['encoder'] > 0, g
+  recon = _grads(config, 'reconstruction')
+  assert {k for k, v in g.items() if v > 0} == {
+      k for k, v in recon.items() if v > 0}
 
 
 def test_region_masking_zeroes_z_where_the_label_acts():
