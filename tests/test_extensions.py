@@ -328,16 +328,24 @@ def test_label_regions_by_hand():
   np.testing.assert_allclose(regions[1], 0.0)
 
 
-def test_latent_regions_by_hand():
-  # 8 x 8 images on a 4 x 4 grid (2 x 2 pixel patches). Label 0 draws a bright
-  # patch at grid position (1, 2) of its examples, whose backgrounds are also
-  # 0.1 brighter everywhere (a nuisance every position shares, which the
-  # median removes); a half-bright patch at (3, 0) is below the threshold.
+def _patch_batch():
+  """8 x 8 images of two labels: label 0's examples draw a bright patch at
+  pixels [2:4, 4:6] and a half-bright one at [6:8, 0:2] on a background 0.1
+  brighter; label 1 is on in every example."""
   x = np.zeros((4, 8, 8, 1), np.float32)
   x[:2] += 0.1
   x[:2, 2:4, 4:6] = 1.0
   x[:2, 6:8, 0:2] = 0.1 + 0.4
   y1 = np.array([[1, 1], [1, 1], [0, 1], [0, 1]], np.float32)
+  return x, y1
+
+
+def test_latent_regions_by_hand():
+  # 8 x 8 images on a 4 x 4 grid (2 x 2 pixel patches). Label 0 draws a bright
+  # patch at grid position (1, 2) of its examples, whose backgrounds are also
+  # 0.1 brighter everywhere (a nuisance every position shares, which the
+  # median removes); a half-bright patch at (3, 0) is below the threshold.
+  x, y1 = _patch_batch()
   regions = np.asarray(objectives.latent_regions(x, y1, 4))
   expected = np.zeros((2, 4, 4), bool)
   expected[0, 1, 2] = True             # label 1: on everywhere, no region
@@ -354,11 +362,7 @@ def test_latent_regions_by_hand():
 def test_region_reconstruction_by_hand():
   # The images of test_latent_regions_by_hand on 2 x 2 patches: label 0's
   # region is the patch at grid position (1, 2), pixels [2:4, 4:6].
-  x = np.zeros((4, 8, 8, 1), np.float32)
-  x[:2] += 0.1
-  x[:2, 2:4, 4:6] = 1.0
-  x[:2, 6:8, 0:2] = 0.1 + 0.4
-  y1 = np.array([[1, 1], [1, 1], [0, 1], [0, 1]], np.float32)
+  x, y1 = _patch_batch()
   x_hat = x.copy()
   x_hat[0, 2, 4] += 1.0                # inside: squared error 1
   x_hat[3, 3, 5] -= 2.0                # inside, an example without it: 4
