@@ -175,6 +175,10 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # (the region read from the batch): the decoder must then draw the label's
   # look from f(y, c) (categorical z only; docs/model.md, "Extensions").
   model.region_masking = 0.0
+  # E_phi reads the image with the pixels where the labels act (found from
+  # labelled training examples before the first step) set to 0, in training
+  # and at test: z cannot see the label's look (docs/model.md, "Extensions").
+  model.encoder_masking = False
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import ml_collections
 
 from cvqvae_jax import objectives
+from cvqvae_jax.models import BASELINES
 from cvqvae_jax.models import CATEGORICAL_VARIANTS
 from cvqvae_jax.models.layers import DTYPES
 from cvqvae_jax.optim import LR_SCHEDULES
@@ -220,6 +221,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                    f'0 for model.name {name!r}: only the categorical models '
                    f'({", ".join(CATEGORICAL_VARIANTS)}) have a z with a '
                    'spatial grid to mask')
+  if _get(config, 'model.encoder_masking') is True and name in BASELINES:
+    raise _error('model.encoder_masking', True,
+                 f'False for the baseline {name!r}: its encoder reads no '
+                 'labels, so there is no region to hide from it')
   locality = _get(config, 'objective.c_locality')
   if (locality not in (_ABSENT, 0, 0.0)
       and _get(config, 'model.feature_locality') in (_ABSENT, False)):

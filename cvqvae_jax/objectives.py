@@ -527,17 +527,22 @@ def c_labels_hsic_terms(out: Mapping[str, Any], objective
       out['c'], jax.lax.stop_gradient(out['y']))}
 
 
-def label_regions(x: jax.Array, y1: jax.Array) -> jax.Array:
+def label_regions(x: jax.Array, y1: jax.Array,
+                  weights: jax.Array | None = None) -> jax.Array:
   """Where each label acts, from one batch: the absolute difference of the
   mean image of the examples with the label and of those without it, summed
   over channels and divided by its maximum, (L, H, W) in [0, 1] (0 for a
   label that the batch has only one value of). x: (B, H, W, C); y1: (B, L),
-  the probability (or indicator) of y = 1. On aligned images (faces, chest
-  X-rays) this is the label's place: the frames' band for glasses, the
-  heart's outline for cardiomegaly."""
+  the probability (or indicator) of y = 1; weights (B, L), optional: how
+  much each example counts for each label (the labelled mask: 0 leaves an
+  unlabelled example out). On aligned images (faces, chest X-rays) this is
+  the label's place: the frames' band for glasses, the heart's outline for
+  cardiomegaly."""
   x = x.astype(jnp.float32)
   w1 = y1.astype(jnp.float32)
   w0 = 1.0 - w1
+  if weights is not None:
+    w1, w0 = w1 * weights, w0 * weights
   def mean(w):
     return (jnp.einsum('bl,bhwc->lhwc', w, x)
             / jnp.maximum(jnp.sum(w, 0), 1e-6)[:, None, None, None])
@@ -548,7 +553,8 @@ def label_regions(x: jax.Array, y1: jax.Array) -> jax.Array:
 
 
 def latent_regions(x: jax.Array, y1: jax.Array, grid: int,
-                   threshold: float = 0.5) -> jax.Array:
+                   threshold: float = 0.5,
+                   weights: jax.Array | None = None) -> jax.Array:
   """Where each label acts on a latent grid of grid x grid positions, from
   one batch: (L, grid, grid) booleans. label_regions is averaged over each
   position's patch of pixels; its median over the positions (what every
@@ -556,8 +562,8 @@ def latent_regions(x: jax.Array, y1: jax.Array, grid: int,
   subtracted and the rest divided by its maximum; the positions at or above
   `threshold` are the region. No position for a label that the batch has
   only one value of. x: (B, H, W, C) with H and W multiples of grid; y1:
-  (B, L) as in label_regions."""
-  regions = label_regions(x, y1)
+  (B, L) and weights as in label_regions."""
+  regions = label_regions(x, y1, weights)
   num_labels, height, width = regions.shape
   if height % grid or width % grid:
     raise ValueError(f'latent_regions: the image ({height} x {width}) is not '
@@ -607,19 +613,32 @@ def c_locality_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
 REGION_PATCH = 4
 
 
+def region_mask(x: jax.Array, y1: jax.Array, patch: int = REGION_PATCH,
+                what: str = 'region_mask',
+                weights: jax.Array | None = None) -> jax.Array:
+  """The pixels where any label acts, from one batch: (H, W) booleans, the
+  union over labels of latent_regions on a grid of patch x patch pixel
+  patches (no pixel when the batch has only one value of every label).
+  x: (B, H, W, C), square, H a multiple of `patch`; y1: (B, L), the
+  probability (or indicator) of y = 1; weights as in label_regions. `what`
+  names the caller in the error."""
+  height, width = x.shape[1:3]
+  if height % patch or width % patch or height != width:
+    raise ValueError(f'{what}: the image ({height} x {width}) is not a '
+                     f'square of whole {patch} x {patch} patches.')
+  regions = jnp.any(latent_regions(x, y1, height // patch, weights=weights),
+                    axis=0)                                          # (N, N)
+  return jnp.repeat(jnp.repeat(regions, patch, 0), patch, 1)        # (H, W)
+
+
 def region_reconstruction(x: jax.Array, x_hat: jax.Array, y1: jax.Array,
                           patch: int = REGION_PATCH) -> jax.Array:
   """The squared error inside the regions where the labels act, averaged
-  over their pixels and channels: latent_regions of the batch on a grid of
-  patch x patch pixel patches (held fixed, booleans), the union over labels.
-  0 when the batch has no region. x, x_hat: (B, H, W, C) with H and W
-  multiples of `patch`; y1: (B, L), the probability (or indicator) of y = 1."""
-  height, width = x.shape[1:3]
-  if height % patch or width % patch or height != width:
-    raise ValueError(f'region_reconstruction: the image ({height} x {width}) '
-                     f'is not a square of whole {patch} x {patch} patches.')
-  regions = jnp.any(latent_regions(x, y1, height // patch), axis=0)  # (N, N)
-  mask = jnp.repeat(jnp.repeat(regions, patch, 0), patch, 1)        # (H, W)
+  over their pixels and channels: region_mask of the batch (held fixed,
+  booleans). 0 when the batch has no region. x, x_hat: (B, H, W, C) with H
+  and W multiples of `patch`; y1: (B, L), the probability (or indicator) of
+  y = 1."""
+  mask = region_mask(x, y1, patch, 'region_reconstruction')
   mask = mask.astype(jnp.float32)[None, :, :, None]
   sq = jnp.square(x.astype(jnp.float32) - x_hat.astype(jnp.float32))
   count = jnp.sum(mask) * x.shape[0] * x.shape[-1]

@@ -282,11 +282,17 @@ def _train_stage(stack: contextlib.ExitStack,
           workdir if is_chief else None,
           warm_start=config.stage_one.get('warm_start', False)))
     if model.initialises_from_data:  # e.g. CVQVAE's codebook_init='data'
+      batches = iter(pipeline.create_train_dataset(config))
+      first = [next(batches)
+               for _ in range(model.init_batches(config.batch_size))]
       first = sharding.put_batch(
-          next(iter(pipeline.create_train_dataset(config))),
+          jax.tree.map(lambda *parts: np.concatenate(parts), *first),
           setup.batch_sharding)
       state = state.replace(params=xla_options.jit(model.init_from_batch)(
           state.params, first, jax.random.fold_in(init_rng, 1)))
+      if 'encoder_region' in state.params:
+        _log_encoder_region(state.params['encoder_region'],
+                            int(first['image'].shape[0]))
     if from_stage_one:  # One step count for both stages.
       state = state.replace(step=latest)
     state = jax.device_put(state, setup.state_sharding)
@@ -414,6 +420,21 @@ def _brief(results: dict) -> str:
                    'c_leakage', 'z_leakage')):
       parts.append(f'{k[5:]} {v:.3f}')
   return ', '.join(parts)
+
+
+def _log_encoder_region(region: jax.Array, examples: int) -> None:
+  """model.encoder_masking: how much of the image E_phi is not shown."""
+  hidden = int(np.sum(np.asarray(jax.device_get(region)) > 0.5))
+  if not hidden:
+    logging.warning(
+        'model.encoder_masking: no region found in the labelled examples of '
+        '%d training examples (each label needs labelled examples of both '
+        'values); E_phi sees the whole image.', examples)
+  else:
+    logging.info('model.encoder_masking: E_phi does not see %d of %d pixels '
+                 '(%.1f %%, where the labels act; from the labelled examples '
+                 'of %d training examples).', hidden, region.size,
+                 100 * hidden / region.size, examples)
 
 
 def _param_overview(params) -> str:

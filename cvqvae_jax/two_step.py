@@ -195,6 +195,7 @@ EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
               ('model.feature_film', 'FiLM of f(y, c)'),
               ('model.token_dropout', 'token dropout'),
               ('model.region_masking', 'z masked in the label regions'),
+              ('model.encoder_masking', "label regions hidden from E_phi"),
               ('stage_one.warm_start', 'stage-one E_phi and D_theta kept'))
 
 

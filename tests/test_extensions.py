@@ -176,6 +176,7 @@ def test_paper_configs_have_every_extension_off(name):
   assert not config.stage_one.warm_start
   assert not config.model.feature_locality
   assert config.model.region_masking == 0.0
+  assert not config.model.encoder_masking
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
                  'z_features_hsic', 'swap_z_cycle', 'swap_c_cycle',
                  'swap_classification', 'swap_z_invariance', 'c_locality',
@@ -435,6 +436,60 @@ def test_region_masking_zeroes_z_where_the_label_acts():
     config_checks.validate(bad)
   assert two_step.stage_one_config(config).model.region_masking == 0.0
   assert two_step.variant(config).endswith('+ z masked in the label regions')
+
+
+@pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
+def test_encoder_masking_hides_the_label_regions_from_E_phi(name):
+  config = tiny_config(**{'model.name': name, 'stage_one.model': '',
+                          'model.encoder_masking': True})
+  setup = train.build(config)
+  model, size = setup.model, config.data.image_size
+  params = train.jit_init(setup)(jax.random.key(0)).params
+  np.testing.assert_array_equal(params['encoder_region'], 0.0)  # until set
+  assert model.initialises_from_data
+  assert model.init_batches(config.batch_size) == 512 // config.batch_size
+  p = objectives.REGION_PATCH
+  # Label 0 brightens the 4 x 4 patch at pixels [4:8, 8:12] of examples 0
+  # and 1; label 1 is on everywhere, so it has no region. Example 2 is
+  # unlabelled: its bright patch at [0:4, 0:4] is left out.
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-0.2, 0.2, (4, size, size, 3)).astype(np.float32)
+  x[:2, p:2 * p, 2 * p:3 * p] = 1.0
+  x[2, :p, :p] = 1.0
+  labels = np.array([[1, 1], [1, 1], [0, 1], [0, 1]])
+  batch = {'image': x, 'label': labels,
+           'labelled': np.array([[1, 1], [1, 1], [0, 0], [1, 1]], bool)}
+  params = model.init_from_batch(params, batch, jax.random.key(1))
+  region = np.zeros((size, size), np.float32)
+  region[p:2 * p, 2 * p:3 * p] = 1.0
+  np.testing.assert_array_equal(params['encoder_region'], region)
+  run = lambda method, *a: model.apply({'params': params}, *a, method=method)
+  by_hand = np.where(region[None, :, :, None] > 0, 0.0, x)
+  np.testing.assert_array_equal(run('encoder_input', x), by_hand)
+  # What E_phi makes of x does not depend on the pixels inside the region,
+  # and does on those outside, for any batch (one image included).
+  y = jax.nn.one_hot(labels, 2)
+  z_of = lambda x, y=y: model.apply(
+      {'params': params}, x, y, method=lambda m, x, y: m.reencode(x, y))
+  grad = np.asarray(jax.grad(lambda x: jnp.sum(z_of(x) ** 2))(jnp.asarray(x)))
+  np.testing.assert_array_equal(grad * region[None, :, :, None], 0.0)
+  assert np.abs(grad[:, :p]).sum((1, 2, 3)).min() > 0
+  other = x.copy()
+  other[:, p:2 * p, 2 * p:3 * p] = rng.uniform(-1, 1, (4, p, p, 3))
+  np.testing.assert_allclose(z_of(jnp.asarray(other)), z_of(x), atol=1e-6)
+  _, z = run('encode', jnp.asarray(other[:1]), y[:1])
+  np.testing.assert_allclose(z, run('encode', x[:1], y[:1])[1], atol=1e-6)
+  assert not np.allclose(z_of(jnp.asarray(x + 0.5 * (1 - region)[..., None])),
+                         z_of(x))
+  # The region is never trained: no gradient of the loss reaches it.
+  g = _grads(config, 'reconstruction')
+  assert g['encoder_region'] == 0 and g['encoder'] > 0, g
+  # A baseline's encoder reads no labels: a config error.
+  bad = tiny_config(**{'model.name': 'm2', 'stage_one.model': '',
+                       'model.encoder_masking': True})
+  with pytest.raises(ValueError, match='encoder_masking must be False for '
+                     "the baseline 'm2'"):
+    config_checks.validate(bad)
 
 
 def test_c_locality_by_hand():

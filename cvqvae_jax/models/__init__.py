@@ -61,6 +61,7 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       token_dropout=model_config.get('token_dropout', 0.0),
       feature_locality=model_config.get('feature_locality', False),
       region_masking=model_config.get('region_masking', 0.0),
+      encoder_masking=model_config.get('encoder_masking', False),
   )
   if name in GAUSSIAN_VARIANTS or name in BASELINES:
     sizes = model_config.latent_size

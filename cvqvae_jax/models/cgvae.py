@@ -37,6 +37,7 @@ class CGVAE(cvqvae.ConditionalVAE):
     self.to_gaussian = nn.Dense(2 * self.latent_size)
     self.decoder = self._decoder()
     self.z_adversary = self._z_adversary()
+    self._setup_encoder_region()
 
   def decoder_style(self, z_flat: jax.Array) -> jax.Array | None:
     return z_flat if self.adain else None
@@ -52,14 +53,14 @@ class CGVAE(cvqvae.ConditionalVAE):
 
   def posterior(self, x: jax.Array, y: jax.Array):
     """(mean, log variance) of q(z|x, y), each (B, S_z)."""
-    h = self.encoder(x, y)
+    h = self.encoder(self.encoder_input(x), y)
     mean, log_var = jnp.split(self.to_gaussian(h.reshape(h.shape[0], -1)), 2,
                               axis=-1)
     return mean, log_var
 
   def reencode(self, x, y, frozen=True):
     hold = layers.frozen if frozen else (lambda module: module)
-    h = hold(self.encoder)(x, y)
+    h = hold(self.encoder)(self.encoder_input(x), y)
     mean, _ = jnp.split(hold(self.to_gaussian)(h.reshape(h.shape[0], -1)), 2,
                         axis=-1)
     return mean

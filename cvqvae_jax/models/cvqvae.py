@@ -256,6 +256,12 @@ class ConditionalVAE(nn.Module):
   # Categorical z only: a z without a spatial grid (the Gaussian ones) is an
   # error (config_checks; two_step turns it off in a Gaussian stage one).
   region_masking: float = 0.0
+  # E_phi reads x with the pixels where the labels act set to 0, in training
+  # and at test (docs/model.md, "Extensions"): z cannot see the label's look,
+  # so the decoder must draw it there from y and f(y, c). The pixels are the
+  # parameter 'encoder_region' (H, W), found from labelled training examples
+  # before the first step (init_from_batch) and never trained.
+  encoder_masking: bool = False
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -270,6 +276,36 @@ class ConditionalVAE(nn.Module):
   def _decoder(self) -> Decoder:
     return Decoder(self.decoder_widths, self.image_size, self.channels,
                    self.dtype, self.feature_film)
+
+  # Examples that init_from_batch reads with encoder_masking (the labelled
+  # ones among them find the region): at least this many, in whole batches.
+  region_examples = 512
+
+  def _setup_encoder_region(self):
+    """The 'encoder_region' parameter of encoder_masking (1 = hidden from
+    E_phi), zero until init_from_batch sets it; for every model's setup."""
+    if self.encoder_masking:
+      self.encoder_region = self.param(
+          'encoder_region', nn.initializers.zeros,
+          (self.image_size, self.image_size))
+
+  def encoder_input(self, x: jax.Array) -> jax.Array:
+    """What E_phi reads of x (B, H, W, C): x itself, or with encoder_masking
+    x with the pixels of 'encoder_region' set to 0. The region is held
+    fixed (stop_gradient, and read as booleans), so that no optimizer moves
+    it."""
+    if not self.encoder_masking:
+      return x
+    hidden = jax.lax.stop_gradient(self.encoder_region) > 0.5
+    return jnp.where(hidden[None, :, :, None], jnp.zeros((), x.dtype), x)
+
+  def region_of(self, batch: dict[str, jax.Array]) -> jax.Array:
+    """encoder_masking's region from training examples: (H, W) float32, 1
+    where any label acts (objectives.region_mask of the labelled examples,
+    each label from those where it is known; unlabelled ones left out)."""
+    return objectives.region_mask(
+        batch['image'], batch['label'], what='encoder_masking',
+        weights=batch['labelled'].astype(jnp.float32)).astype(jnp.float32)
 
   def _z_adversary(self):
     if not self.z_adversary_width:
@@ -418,17 +454,28 @@ class ConditionalVAE(nn.Module):
 
   def init_from_batch(self, params, batch: dict[str, jax.Array],
                       rng: jax.Array):
-    """Parameters that depend on data, set from one training batch before
-    the first step (not again on resume): returns the new params. The
-    default changes nothing; the train loop reads a batch and calls this
-    only when `initialises_from_data`."""
-    del batch, rng
+    """Parameters that depend on data, set from training examples before
+    the first step (not again on resume): returns the new params. The train
+    loop reads init_batches(batch size) batches, concatenated, and calls
+    this only when `initialises_from_data`. Here: encoder_masking's
+    'encoder_region' (region_of the batch); otherwise nothing changes."""
+    del rng
+    if self.encoder_masking:
+      params = {**params, 'encoder_region': self.region_of(batch)}
     return params
 
   @property
   def initialises_from_data(self) -> bool:
     """Whether init_from_batch uses its batch."""
-    return False
+    return self.encoder_masking
+
+  def init_batches(self, batch_size: int) -> int:
+    """How many training batches of `batch_size` init_from_batch reads,
+    concatenated: 1, or with encoder_masking enough for region_examples
+    examples."""
+    if not self.encoder_masking:
+      return 1
+    return max(1, -(-self.region_examples // batch_size))
 
   # Whether loss_terms returns the bound itself as 'loss' (CCVAE) instead of
   # terms that objectives.TERMS weights and sums.
@@ -493,6 +540,7 @@ class CVQVAE(ConditionalVAE):
                              self.codebook_init, self.codebook_init_scale)
     self.decoder = self._decoder()
     self.z_adversary = self._z_adversary()
+    self._setup_encoder_region()
 
   def loss_terms(self, out, batch, objective):
     """Eq. 6 and paper 2.3 (objectives.py): the entropy KL of Eq. 4's
@@ -513,18 +561,20 @@ class CVQVAE(ConditionalVAE):
 
   @property
   def initialises_from_data(self) -> bool:
-    return self.codebook_init == 'data'
+    return self.codebook_init == 'data' or self.encoder_masking
 
   def init_from_batch(self, params, batch, rng):
-    """codebook_init='data': e_k := z_e at K random latent positions of one
-    training batch (other parameters unchanged; otherwise a no-op).
+    """encoder_masking's region (ConditionalVAE.init_from_batch), then with
+    codebook_init='data': e_k := z_e at K random latent positions of the
+    batch (other parameters unchanged).
 
     Every code then starts where the encoder's outputs are: with N(0, 1)
     codes, whose norms (~4 in D = 16) dwarf the initial z_e (~0.6), every
     position's nearest code is the same one and the codebook collapses once
     Eq. 4 is sharp (docs/model.md). Needs B N_z^2 >= K.
     """
-    if not self.initialises_from_data:
+    params = super().init_from_batch(params, batch, rng)
+    if self.codebook_init != 'data':
       return params
     sample_rng, pick_rng = jax.random.split(rng)
     out = self.apply({'params': params}, batch['image'], batch['label'],
@@ -542,12 +592,13 @@ class CVQVAE(ConditionalVAE):
     return {**params, 'codebook': codebook}
 
   def reencode(self, x, y, frozen=True):
-    return (layers.frozen(self.encoder) if frozen else self.encoder)(x, y)
+    return (layers.frozen(self.encoder) if frozen else self.encoder)(
+        self.encoder_input(x), y)
 
   def encode(self, x: jax.Array, y: jax.Array):
     """Most likely codes at test time: (z_index (B, N, N), z_q)."""
-    _, _, z_index = self.codebook.posterior(self.encoder(x, y),
-                                            self.distance_scale)
+    _, _, z_index = self.codebook.posterior(
+        self.encoder(self.encoder_input(x), y), self.distance_scale)
     return z_index, self.codebook.lookup(z_index)
 
   def posterior_codes(self, x: jax.Array, y: jax.Array) -> dict[str, Any]:
@@ -556,7 +607,7 @@ class CVQVAE(ConditionalVAE):
     (B, N, N, D), and the entropy of q at each position (B, N, N), nats.
     Variant A's one-hot posterior: all three are the nearest code, entropy
     0."""
-    z_e = self.encoder(x, y)
+    z_e = self.encoder(self.encoder_input(x), y)
     z_logits, _, most_likely = self.codebook.posterior(z_e,
                                                        self.distance_scale)
     nearest = self.codebook.lookup(most_likely)
@@ -581,7 +632,7 @@ class CVQVAE(ConditionalVAE):
     logits_y, c, y = self.labels_and_features(x, labels, labelled, train,
                                               y_temperature)
 
-    z_e = self.encoder(x, y)
+    z_e = self.encoder(self.encoder_input(x), y)
     # Variant A (VQ-VAE) takes the nearest code: no sample.
     sampled = train and self.posterior == 'softmax'
     z_logits, perturbed, z_index = self.codebook.posterior(
