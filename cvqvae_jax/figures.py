@@ -9,6 +9,8 @@ in WORKDIR/figures/:
   interpolation_LABEL_yV.png  Fig. 6: D(z_1, y_1, c_1 + alpha (c_2 - c_1))
   scaling_LABEL.png         Fig. 7: D(z, y, lambda c), y = 1
   multi_swap.png            Fig. 8: two labels moved at once
+  encoder_region.png        model.encoder_masking: the images and what E_phi
+                            reads of them (the labels' region hidden)
 
 The image operations themselves are in manipulate.py.
 """
@@ -107,10 +109,24 @@ def write_figures(workdir: str, model, params, config,
         [(f'example {j + 1}', columns[:, j]) for j in range(k)],
         column_titles=['x'] + [f'lambda={s:g}' for s in LAMBDAS],
         title=f'{name}=1: D(z, y, lambda * c)'), directory, f'scaling_{name}.png')
+  if 'encoder_region' in params:
+    out['encoder_region'] = _save(grid(
+        encoder_region_rows(x[:n], params['encoder_region']),
+        title='model.encoder_masking: what E_phi reads (C_phi reads the '
+        'image)'), directory, 'encoder_region.png')
   if labels.shape[1] >= 2:
     out.update(_multi_swap_figure(codec, params, x, labels, config, directory,
                                   grid, n))
   return out
+
+
+def encoder_region_rows(x: np.ndarray, region) -> list:
+  """Rows of the encoder_region figure: the images x (B, S, S, C) and x as
+  E_phi reads them with model.encoder_masking (`region` (S, S), 1 = hidden,
+  the model's 'encoder_region' parameter)."""
+  hidden = np.asarray(region) > 0.5
+  return [('x', x), ('what E_phi reads',
+                     np.where(hidden[None, :, :, None], 0.0, x))]
 
 
 def _multi_swap_figure(codec, params, x, labels, config, directory, grid, n):

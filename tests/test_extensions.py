@@ -481,6 +481,11 @@ def test_encoder_masking_hides_the_label_regions_from_E_phi(name):
   np.testing.assert_allclose(z, run('encode', x[:1], y[:1])[1], atol=1e-6)
   assert not np.allclose(z_of(jnp.asarray(x + 0.5 * (1 - region)[..., None])),
                          z_of(x))
+  # The figure shows the images and what E_phi reads of them.
+  from cvqvae_jax import figures  # pylint: disable=g-import-not-at-top
+  rows = figures.encoder_region_rows(x, params['encoder_region'])
+  assert [title for title, _ in rows] == ['x', 'what E_phi reads']
+  np.testing.assert_array_equal(rows[1][1], by_hand)
   # The region is never trained: no gradient of the loss reaches it.
   g = _grads(config, 'reconstruction')
   assert g['encoder_region'] == 0 and g['encoder'] > 0, g
