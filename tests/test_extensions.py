@@ -651,7 +651,14 @@ def test_the_default_config_names_its_recipes():
       ' + z masked in the label regions + stage-one E_phi and D_theta kept')
   assert (masked.model.region_masking, masked.stage_one.warm_start) == (
       0.5, True)
-  for name, recipe in (('hsic_film', config), ('masked', masked)):
+  hidden = default.get_config('hidden')
+  assert two_step.variant(hidden) == (
+      'E (CVQVAE, two-step) + HSIC of z and y + HSIC of c and z + HSIC of c '
+      'and the other labels + reconstruction weighted in the label regions '
+      '+ FiLM of f(y, c) + label regions hidden from E_phi + stage-one E_phi '
+      'and D_theta kept')
+  for name, recipe in (('hsic_film', config), ('masked', masked),
+                       ('hidden', hidden)):
     paper = default.get_config().to_dict()
     for path in default.RECIPES[name]:
       section, field = path.split('.')
