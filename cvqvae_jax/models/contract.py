@@ -67,10 +67,15 @@ class Model(Protocol):
     """Whether init_from_batch uses its batch (the train loop reads one
     only then)."""
 
+  def init_batches(self, batch_size: int) -> int:
+    """How many training batches init_from_batch reads, concatenated (1,
+    or more for model.encoder_masking's region)."""
+
   def init_from_batch(self, params: Any, batch: Mapping[str, jax.Array],
                       rng: jax.Array) -> Any:
-    """Parameters set from one training batch before the first step
-    (CVQVAE's codebook_init='data'); a no-op by default."""
+    """Parameters set from training examples before the first step
+    (CVQVAE's codebook_init='data', model.encoder_masking's region); a
+    no-op by default."""
 
   def loss_terms(self, out: Mapping[str, Any], batch: Mapping[str, Any],
                  objective) -> dict[str, jax.Array]:
