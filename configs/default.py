@@ -36,7 +36,8 @@ from E_phi (model.encoder_masking) and the reconstruction weighted there
 (objective.region_reconstruction = 1) (docs/results.md, "Tenth round"): the
 swap inside the labels' regions is at most a third of doing nothing for
 the glasses and the smile, and c visibly changes the frames; c's probe
-score of its factors is still low, and big_head swaps worse with it.
+score of its factors is still low, and big_head swaps worse with it
+(measured on two seeds).
 """
 
 import ml_collections
