@@ -111,7 +111,7 @@ def write_figures(workdir: str, model, params, config,
         title=f'{name}=1: D(z, y, lambda * c)'), directory, f'scaling_{name}.png')
   if 'encoder_region' in params:
     out['encoder_region'] = _save(grid(
-        encoder_region_rows(x[:n], params['encoder_region']),
+        encoder_region_rows(model, params, x[:n]),
         title='model.encoder_masking: what E_phi reads (C_phi reads the '
         'image)'), directory, 'encoder_region.png')
   if labels.shape[1] >= 2:
@@ -120,13 +120,12 @@ def write_figures(workdir: str, model, params, config,
   return out
 
 
-def encoder_region_rows(x: np.ndarray, region) -> list:
+def encoder_region_rows(model, params, x: np.ndarray) -> list:
   """Rows of the encoder_region figure: the images x (B, S, S, C) and x as
-  E_phi reads them with model.encoder_masking (`region` (S, S), 1 = hidden,
-  the model's 'encoder_region' parameter)."""
-  hidden = np.asarray(region) > 0.5
-  return [('x', x), ('what E_phi reads',
-                     np.where(hidden[None, :, :, None], 0.0, x))]
+  E_phi reads them with model.encoder_masking (the model's own
+  encoder_input)."""
+  read = model.apply({'params': params}, x, method='encoder_input')
+  return [('x', x), ('what E_phi reads', np.asarray(read))]
 
 
 def _multi_swap_figure(codec, params, x, labels, config, directory, grid, n):

@@ -483,7 +483,7 @@ def test_encoder_masking_hides_the_label_regions_from_E_phi(name):
                          z_of(x))
   # The figure shows the images and what E_phi reads of them.
   from cvqvae_jax import figures  # pylint: disable=g-import-not-at-top
-  rows = figures.encoder_region_rows(x, params['encoder_region'])
+  rows = figures.encoder_region_rows(model, params, x)
   assert [title for title, _ in rows] == ['x', 'what E_phi reads']
   np.testing.assert_array_equal(rows[1][1], by_hand)
   # The region is never trained: no gradient of the loss reaches it.
