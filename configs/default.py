@@ -190,6 +190,8 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # labelled training examples before the first step) set to 0, in training
   # and at test: z cannot see the label's look (docs/model.md, "Extensions").
   model.encoder_masking = False
+  # Training examples read (before the first step) to find that region.
+  model.region_examples = 512
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)

@@ -448,6 +448,10 @@ def test_encoder_masking_hides_the_label_regions_from_E_phi(name):
   np.testing.assert_array_equal(params['encoder_region'], 0.0)  # until set
   assert model.initialises_from_data
   assert model.init_batches(config.batch_size) == 512 // config.batch_size
+  fewer = train.build(tiny_config(**{'model.name': name, 'stage_one.model': '',
+                                     'model.encoder_masking': True,
+                                     'model.region_examples': 100})).model
+  assert fewer.init_batches(32) == 4 and fewer.init_batches(100) == 1
   p = objectives.REGION_PATCH
   # Label 0 brightens the 4 x 4 patch at pixels [4:8, 8:12] of examples 0
   # and 1; label 1 is on everywhere, so it has no region. Example 2 is

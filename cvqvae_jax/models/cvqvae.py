@@ -262,6 +262,10 @@ class ConditionalVAE(nn.Module):
   # parameter 'encoder_region' (H, W), found from labelled training examples
   # before the first step (init_from_batch) and never trained.
   encoder_masking: bool = False
+  # Training examples that init_from_batch reads for encoder_masking's
+  # region (the labelled ones among them find it), in whole batches: more
+  # examples, a region less dependent on which ones were read.
+  region_examples: int = 512
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -276,10 +280,6 @@ class ConditionalVAE(nn.Module):
   def _decoder(self) -> Decoder:
     return Decoder(self.decoder_widths, self.image_size, self.channels,
                    self.dtype, self.feature_film)
-
-  # Examples that init_from_batch reads with encoder_masking (the labelled
-  # ones among them find the region): at least this many, in whole batches.
-  region_examples = 512
 
   def _setup_encoder_region(self):
     """The 'encoder_region' parameter of encoder_masking (1 = hidden from
