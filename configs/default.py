@@ -190,8 +190,11 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # labelled training examples before the first step) set to 0, in training
   # and at test: z cannot see the label's look (docs/model.md, "Extensions").
   model.encoder_masking = False
-  # Training examples read (before the first step) to find that region.
+  # Training examples read (before the first step) to find that region, and
+  # the share of a label's largest difference (mean image with the label
+  # against without, per 4 x 4 patch) at which a patch is in it.
   model.region_examples = 512
+  model.region_threshold = 0.5
 
   config.objective = objective = ml_collections.ConfigDict()
   objective.beta = 1e-4                 # KL weight (paper 3)

@@ -125,6 +125,8 @@ RANGES: tuple[tuple[str, tuple[str, Callable[[Any], bool]]], ...] = (
     ('model.code_dim', _at_least(1)),
     ('model.num_features', _at_least(1)),
     ('model.region_examples', _at_least(1)),
+    ('model.region_threshold', _between(0, 1, low_open=True,
+                                        high_open=False)),
     ('model.distance_scale', _positive()),
     ('model.codebook_init_scale', _positive()),
     ('model.token_dropout', _between(0, 1, low_open=False, high_open=False)),

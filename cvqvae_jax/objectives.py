@@ -615,19 +615,20 @@ REGION_PATCH = 4
 
 def region_mask(x: jax.Array, y1: jax.Array, patch: int = REGION_PATCH,
                 what: str = 'region_mask',
-                weights: jax.Array | None = None) -> jax.Array:
+                weights: jax.Array | None = None,
+                threshold: float = 0.5) -> jax.Array:
   """The pixels where any label acts, from one batch: (H, W) booleans, the
-  union over labels of latent_regions on a grid of patch x patch pixel
-  patches (no pixel when the batch has only one value of every label).
-  x: (B, H, W, C), square, H a multiple of `patch`; y1: (B, L), the
-  probability (or indicator) of y = 1; weights as in label_regions. `what`
-  names the caller in the error."""
+  union over labels of latent_regions (at `threshold`) on a grid of
+  patch x patch pixel patches (no pixel when the batch has only one value
+  of every label). x: (B, H, W, C), square, H a multiple of `patch`; y1:
+  (B, L), the probability (or indicator) of y = 1; weights as in
+  label_regions. `what` names the caller in the error."""
   height, width = x.shape[1:3]
   if height % patch or width % patch or height != width:
     raise ValueError(f'{what}: the image ({height} x {width}) is not a '
                      f'square of whole {patch} x {patch} patches.')
-  regions = jnp.any(latent_regions(x, y1, height // patch, weights=weights),
-                    axis=0)                                          # (N, N)
+  regions = jnp.any(latent_regions(x, y1, height // patch, threshold,
+                                   weights=weights), axis=0)                                          # (N, N)
   return jnp.repeat(jnp.repeat(regions, patch, 0), patch, 1)        # (H, W)
 
 

@@ -38,6 +38,7 @@ BAD = [
     ('model.latent_grid', 3), ('model.latent_grid', 32),
     ('model.num_codes', 0), ('model.code_dim', 0),
     ('model.num_features', 0), ('model.region_examples', 0),
+    ('model.region_threshold', 0.0), ('model.region_threshold', 1.5),
     ('model.latent_size.cgvae', 0),
     ('model.distance_scale', 0.0), ('model.codebook_init_scale', -1.0),
     ('objective.beta', -1e-4), ('objective.alpha', -1.0),

@@ -356,6 +356,13 @@ def test_latent_regions_by_hand():
   np.testing.assert_array_equal(
       np.asarray(objectives.latent_regions(x, y1, 4, threshold=0.4))[0],
       np.isin(np.arange(16).reshape(4, 4), [6, 12]))
+  # region_mask: the same patches as pixels, at either threshold.
+  mask = np.zeros((8, 8), bool)
+  mask[2:4, 4:6] = True
+  np.testing.assert_array_equal(objectives.region_mask(x, y1, patch=2), mask)
+  mask[6:8, 0:2] = True
+  np.testing.assert_array_equal(
+      objectives.region_mask(x, y1, patch=2, threshold=0.4), mask)
   with pytest.raises(ValueError, match='not a whole number of 3 x 3'):
     objectives.latent_regions(x, y1, 3)
 
@@ -450,8 +457,10 @@ def test_encoder_masking_hides_the_label_regions_from_E_phi(name):
   assert model.init_batches(config.batch_size) == 512 // config.batch_size
   fewer = train.build(tiny_config(**{'model.name': name, 'stage_one.model': '',
                                      'model.encoder_masking': True,
-                                     'model.region_examples': 100})).model
+                                     'model.region_examples': 100,
+                                     'model.region_threshold': 0.3})).model
   assert fewer.init_batches(32) == 4 and fewer.init_batches(100) == 1
+  assert fewer.region_threshold == 0.3
   p = objectives.REGION_PATCH
   # Label 0 brightens the 4 x 4 patch at pixels [4:8, 8:12] of examples 0
   # and 1; label 1 is on everywhere, so it has no region. Example 2 is

@@ -63,6 +63,7 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       region_masking=model_config.get('region_masking', 0.0),
       encoder_masking=model_config.get('encoder_masking', False),
       region_examples=model_config.get('region_examples', 512),
+      region_threshold=model_config.get('region_threshold', 0.5),
   )
   if name in GAUSSIAN_VARIANTS or name in BASELINES:
     sizes = model_config.latent_size

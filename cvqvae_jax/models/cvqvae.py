@@ -266,6 +266,9 @@ class ConditionalVAE(nn.Module):
   # region (the labelled ones among them find it), in whole batches: more
   # examples, a region less dependent on which ones were read.
   region_examples: int = 512
+  # The share of its largest difference at which a patch joins a label's
+  # region (objectives.latent_regions' threshold): lower, a wider region.
+  region_threshold: float = 0.5
 
   @property
   def feature_sizes(self) -> tuple[int, ...]:
@@ -305,7 +308,8 @@ class ConditionalVAE(nn.Module):
     each label from those where it is known; unlabelled ones left out)."""
     return objectives.region_mask(
         batch['image'], batch['label'], what='encoder_masking',
-        weights=batch['labelled'].astype(jnp.float32)).astype(jnp.float32)
+        weights=batch['labelled'].astype(jnp.float32),
+        threshold=self.region_threshold).astype(jnp.float32)
 
   def _z_adversary(self):
     if not self.z_adversary_width:
