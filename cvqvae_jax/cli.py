@@ -93,6 +93,14 @@ def run_offline(mode: str, config: ml_collections.ConfigDict,
   workdir = paths.absolute(workdir)
   setup = train_lib.build(config)
   model = setup.model
+  step, stage, _ = two_step.latest_stage(workdir, config, setup.image_shape)
+  if stage == two_step.STAGE_ONE:
+    raise ValueError(
+        f'--mode={mode}: the latest checkpoint of {workdir} (step {step}) is '
+        f"stage one's ({two_step.variant(two_step.stage_one_config(config))}"
+        f'): training stopped before stage two saved a checkpoint. Run the '
+        'training command again (it resumes where it stopped), then '
+        f'--mode={mode}.')
   # Parameters only: the optimizer state (which depends on freeze_steps) is
   # not needed to evaluate.
   flat, source = checkpointing.restore_params(

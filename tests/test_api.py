@@ -13,6 +13,7 @@ import pytest
 
 import cvqvae_jax
 from cvqvae_jax import checkpointing
+from cvqvae_jax import cli
 from cvqvae_jax import models
 from cvqvae_jax import evaluation
 from cvqvae_jax import train
@@ -119,6 +120,12 @@ def test_load_of_a_run_still_in_stage_one_gives_stage_one(tmp_path,
       None, None, None)
   assert two_step.finished(str(tmp_path), one)
   assert not two_step.finished(str(tmp_path), config)
+  # Evaluating the two-step config names the stage and what to do, rather
+  # than listing how stage one's checkpoint differs from stage two's model.
+  with pytest.raises(ValueError, match=(
+      rf"latest checkpoint of .* \(step {one.num_train_steps}\) is stage "
+      r"one's \(D \(CGVAE\)\).*Run the training command again")):
+    cli.run_offline('evaluate', config, str(tmp_path))
 
 
 def test_load_without_a_run_names_the_problem(tmp_path):
