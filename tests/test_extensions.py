@@ -670,6 +670,8 @@ def test_the_default_config_names_its_recipes():
       'and the other labels + reconstruction weighted in the label regions '
       '+ FiLM of f(y, c) + label regions hidden from E_phi + stage-one E_phi '
       'and D_theta kept')
+  assert (hidden.model.region_threshold, hidden.model.region_examples) == (
+      0.2, 2048)
   for name, recipe in (('hsic_film', config), ('masked', masked),
                        ('hidden', hidden)):
     paper = default.get_config().to_dict()
