@@ -628,7 +628,7 @@ def region_mask(x: jax.Array, y1: jax.Array, patch: int = REGION_PATCH,
     raise ValueError(f'{what}: the image ({height} x {width}) is not a '
                      f'square of whole {patch} x {patch} patches.')
   regions = jnp.any(latent_regions(x, y1, height // patch, threshold,
-                                   weights=weights), axis=0)                                          # (N, N)
+                                   weights=weights), axis=0)         # (N, N)
   return jnp.repeat(jnp.repeat(regions, patch, 0), patch, 1)        # (H, W)
 
 
