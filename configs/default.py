@@ -224,6 +224,9 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # (read from the batch), on top of the whole image's (docs/model.md,
   # "Extensions").
   objective.region_reconstruction = 0.0
+  # ... and of the chroma there (the channels minus their mean): the
+  # labels' colour, which the whole image's error barely weighs.
+  objective.region_chroma = 0.0
   # Weight of the MMD between the z of y = 1 and y = 0 in each batch: a
   # kernel penalty that removes y from z (docs/model.md, "Extensions").
   objective.z_mmd = 0.0

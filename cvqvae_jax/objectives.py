@@ -80,6 +80,7 @@ TERMS: dict[str, Term] = {
     'swap_z_invariance': Term('swap_z_invariance'),
     'c_locality': Term('c_locality'),
     'region_reconstruction': Term('region_reconstruction'),
+    'region_chroma': Term('region_chroma'),
 }
 # Logged sums, not weighted: a model whose KL is in parts (the baselines)
 # logs their sum as 'kl' (each part is weighted by its own row).
@@ -639,10 +640,17 @@ def region_reconstruction(x: jax.Array, x_hat: jax.Array, y1: jax.Array,
   booleans). 0 when the batch has no region. x, x_hat: (B, H, W, C) with H
   and W multiples of `patch`; y1: (B, L), the probability (or indicator) of
   y = 1."""
-  mask = region_mask(x, y1, patch, 'region_reconstruction')
-  mask = mask.astype(jnp.float32)[None, :, :, None]
   sq = jnp.square(x.astype(jnp.float32) - x_hat.astype(jnp.float32))
-  count = jnp.sum(mask) * x.shape[0] * x.shape[-1]
+  return _region_average(sq, x, y1, patch, 'region_reconstruction')
+
+
+def _region_average(sq: jax.Array, x: jax.Array, y1: jax.Array, patch: int,
+                    what: str) -> jax.Array:
+  """The mean of sq (B, H, W, C) over the pixels of region_mask(x, y1)
+  (held fixed), the examples and the channels; 0 when there is none."""
+  mask = region_mask(x, y1, patch, what)
+  mask = mask.astype(jnp.float32)[None, :, :, None]
+  count = jnp.sum(mask) * sq.shape[0] * sq.shape[-1]
   return jnp.sum(sq * mask) / jnp.maximum(count, 1.0)
 
 
@@ -660,16 +668,53 @@ def region_reconstruction_terms(batch: Mapping[str, jax.Array],
       batch['image'], out['x_hat'], sg(out['y'][..., 1]))}
 
 
+def chroma(x: jax.Array) -> jax.Array:
+  """The colour of each pixel without its brightness: the channels minus
+  their mean (the two chrominance axes of RGB, as Cb and Cr are of
+  YCbCr, up to a rotation). x: (..., C); 0 for a single channel."""
+  x = x.astype(jnp.float32)
+  return x - jnp.mean(x, axis=-1, keepdims=True)
+
+
+def region_chroma(x: jax.Array, x_hat: jax.Array, y1: jax.Array,
+                  patch: int = REGION_PATCH) -> jax.Array:
+  """The squared error of the chroma inside the regions where the labels
+  act, averaged over their pixels, the examples and the channels:
+  region_mask of the batch (held fixed, booleans), as region_reconstruction,
+  with the brightness taken out so that a grey drawing of a coloured label
+  costs what its colour is worth. 0 when the batch has no region or the
+  images have one channel. x, x_hat: (B, H, W, C) with H and W multiples of
+  `patch`; y1: (B, L), the probability (or indicator) of y = 1."""
+  sq = jnp.square(chroma(x) - chroma(x_hat))
+  return _region_average(sq, x, y1, patch, 'region_chroma')
+
+
+def region_chroma_terms(batch: Mapping[str, jax.Array],
+                        out: Mapping[str, Any], objective
+                        ) -> dict[str, jax.Array]:
+  """region_chroma of a pass's x_hat, the regions read from the batch's
+  images and the labels the pass used (held fixed), when
+  objective.region_chroma > 0; else {}. It trains what the reconstruction
+  trains, with the weight put on the labels' colour."""
+  if not objective.get('region_chroma', 0.0):
+    return {}
+  sg = jax.lax.stop_gradient
+  return {'region_chroma': region_chroma(
+      batch['image'], out['x_hat'], sg(out['y'][..., 1]))}
+
+
 def extension_terms(batch: Mapping[str, jax.Array], out: Mapping[str, Any],
                     objective) -> dict[str, jax.Array]:
   """The terms beyond the paper that a training pass `out` of `batch`
   supports (invariance_terms, z_mmd_terms, z_hsic_terms, c_hsic_terms,
   c_labels_hsic_terms, z_features_hsic_terms, swap_consistency_terms,
-  c_locality_terms, region_reconstruction_terms), for a model's loss_terms;
+  c_locality_terms, region_reconstruction_terms, region_chroma_terms), for
+  a model's loss_terms;
   {} when every extension is off."""
   return {**invariance_terms(out), **z_mmd_terms(out, objective),
           **z_hsic_terms(out, objective), **c_hsic_terms(out, objective),
           **c_labels_hsic_terms(out, objective),
           **z_features_hsic_terms(out, objective),
           **swap_consistency_terms(out), **c_locality_terms(out),
-          **region_reconstruction_terms(batch, out, objective)}
+          **region_reconstruction_terms(batch, out, objective),
+          **region_chroma_terms(batch, out, objective)}

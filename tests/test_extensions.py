@@ -180,7 +180,7 @@ def test_paper_configs_have_every_extension_off(name):
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
                  'z_features_hsic', 'swap_z_cycle', 'swap_c_cycle',
                  'swap_classification', 'swap_z_invariance', 'c_locality',
-                 'region_reconstruction'):
+                 'region_reconstruction', 'region_chroma'):
     assert config.objective[weight] == 0.0
 
 
@@ -396,6 +396,42 @@ def test_region_reconstruction_trains_what_the_reconstruction_trains(name):
   assert {k for k, v in g.items() if v > 0} == {
       k for k, v in recon.items() if v > 0}
 
+
+def test_region_chroma_by_hand():
+  # The images of test_region_reconstruction_by_hand in three grey
+  # channels: the region is pixels [2:4, 4:6] on 2 x 2 patches.
+  x, y1 = _patch_batch()
+  x = np.repeat(x, 3, axis=-1)
+  x_hat = x.copy()
+  x_hat[0, 2, 4] += 0.5                # inside, brighter but grey: chroma 0
+  x_hat[1, 3, 5] += (1.0, 0.0, 0.0)    # inside, red: chroma (2, -1, -1) / 3
+  x_hat[1, 0, 0] += (5.0, 0.0, 0.0)    # outside: not counted
+  # (4 + 1 + 1) / 9 over 4 pixels x 4 examples x 3 channels.
+  np.testing.assert_allclose(
+      objectives.region_chroma(x, x_hat, y1, patch=2), (6 / 9) / 48,
+      rtol=1e-6)
+  # The reconstruction counts the brightness too: 3 x 0.25 + 1.
+  np.testing.assert_allclose(
+      objectives.region_reconstruction(x, x_hat, y1, patch=2), 1.75 / 48,
+      rtol=1e-6)
+  # One channel has no chroma; no region (every example has both labels): 0.
+  np.testing.assert_allclose(objectives.region_chroma(
+      x[..., :1], x_hat[..., :1], y1, patch=2), 0.0)
+  np.testing.assert_allclose(objectives.region_chroma(
+      x, x_hat, np.ones((4, 2), np.float32), patch=2), 0.0)
+  with pytest.raises(ValueError, match='region_chroma.*whole 3 x 3 patches'):
+    objectives.region_chroma(x, x_hat, y1, patch=3)
+
+
+@pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
+def test_region_chroma_trains_what_the_reconstruction_trains(name):
+  config = tiny_config(**{'model.name': name, 'stage_one.model': '',
+                          'objective.region_chroma': 1.0})
+  g = _grads(config, 'region_chroma')
+  assert g['decoder'] > 0 and g['feature_net'] > 0 and g['encoder'] > 0, g
+  recon = _grads(config, 'reconstruction')
+  assert {k for k, v in g.items() if v > 0} == {
+      k for k, v in recon.items() if v > 0}
 
 def test_region_masking_zeroes_z_where_the_label_acts():
   config = tiny_config(**{'model.region_masking': 1.0})

@@ -130,7 +130,7 @@ class _AllWeights:  # every field objectives.TERMS names
   z_hsic, c_hsic, c_labels_hsic = 0.1, 0.2, 0.3
   swap_c_cycle, swap_classification = 0.1, 2.0
   swap_z_invariance, z_features_hsic = 0.5, 0.4
-  c_locality, region_reconstruction = 0.7, 0.6
+  c_locality, region_reconstruction, region_chroma = 0.7, 0.6, 0.5
 
 
 def test_every_weight_comes_from_the_table():
@@ -138,7 +138,7 @@ def test_every_weight_comes_from_the_table():
       'beta', 'alpha', 'commitment', 'beta_features', 'z_invariance', 'z_mmd',
       'z_hsic', 'c_hsic', 'c_labels_hsic', 'z_features_hsic', 'swap_z_cycle',
       'swap_c_cycle', 'swap_classification', 'swap_z_invariance',
-      'c_locality', 'region_reconstruction')
+      'c_locality', 'region_reconstruction', 'region_chroma')
   terms = {name: jnp.float32(i + 1.0)
            for i, name in enumerate(objectives.TERMS)}
   # recon 1 + 0.1 kl 2 + 0.1 kl_z 3 + 2 class 4 + codebook 5
@@ -148,9 +148,9 @@ def test_every_weight_comes_from_the_table():
   # + 0.4 z_features_hsic 15 + 1 swap_z_cycle 16 + 0.1 swap_c_cycle 17
   # + 2 swap_classification 18 + 0.5 swap_z_invariance 19 + 0.7 c_locality 20
   # (= 9 + 5 + 0.11 + 1.2 + 2.6 + 4.2 + 6 + 16 + 1.7 + 36 + 9.5 + 14 = 105.31)
-  # + 0.6 region_reconstruction 21 (= 12.6)
+  # + 0.6 region_reconstruction 21 (= 12.6) + 0.5 region_chroma 22 (= 11)
   np.testing.assert_allclose(objectives.weighted_loss(terms, _AllWeights),
-                             158.61, rtol=1e-6)
+                             169.61, rtol=1e-6)
   assert objectives.weight('kl_c', _AllWeights) == 3.0
   assert objectives.weight('codebook', _AllWeights) == 1.0
 
