@@ -40,6 +40,18 @@ the frames, the glasses swap inside their region is under a tenth of doing
 nothing when they are removed and about a quarter when they are added, and
 c visibly darkens the frames; c's probe score of its factors is still low,
 and big_head swaps worse with it (measured on two seeds).
+
+'chroma': 'hidden', with the labels' colour priced apart from their
+brightness inside their region (objective.region_chroma = 20;
+docs/results.md, "Twelfth round"): the only recipe whose c knows its
+label's colour (glasses: probe score 0.81-0.85, above the raw pixels' 0.72)
+and little else (no other factor above 0.17), so that fake+ draws the
+donor's frame colour and scaling c from 0 to 2 turns grey frames into the
+example's own colour. It costs reconstruction (0.0276-0.0434 on two seeds
+against 0.0199 at 2500 steps, and worse whole-image swaps) and wants twice
+the steps: at --config.num_train_steps=5000 it reconstructs at 0.0194 and
+swaps about as well as 'hidden' at 2500 (glasses 0.62 / 0.51 of doing
+nothing, SR 0.99 / 0.95). The smile's c still carries the frames.
 """
 
 import ml_collections
@@ -57,6 +69,7 @@ RECIPES['hidden'] = {**RECIPES['hsic_film'], 'stage_one.warm_start': True,
                      'model.region_threshold': 0.2,
                      'model.region_examples': 2048,
                      'objective.region_reconstruction': 1.0}
+RECIPES['chroma'] = {**RECIPES['hidden'], 'objective.region_chroma': 20.0}
 
 
 def get_config(recipe: str = '') -> ml_collections.ConfigDict:

@@ -699,8 +699,13 @@ def test_the_default_config_names_its_recipes():
       'and D_theta kept')
   assert (hidden.model.region_threshold, hidden.model.region_examples) == (
       0.2, 2048)
+  chroma = default.get_config('chroma')
+  assert two_step.variant(chroma) == two_step.variant(hidden).replace(
+      'label regions + FiLM',
+      'label regions + chroma of the label regions + FiLM')
+  assert chroma.objective.region_chroma == 20.0
   for name, recipe in (('hsic_film', config), ('masked', masked),
-                       ('hidden', hidden)):
+                       ('hidden', hidden), ('chroma', chroma)):
     paper = default.get_config().to_dict()
     for path in default.RECIPES[name]:
       section, field = path.split('.')
