@@ -44,14 +44,16 @@ and big_head swaps worse with it (measured on two seeds).
 'chroma': 'hidden', with the labels' colour priced apart from their
 brightness inside their region (objective.region_chroma = 20;
 docs/results.md, "Twelfth round"): the only recipe whose c knows its
-label's colour (glasses: probe score 0.81-0.85, above the raw pixels' 0.72)
+label's colour (glasses: probe score 0.78-0.85, above the raw pixels' 0.72)
 and little else (no other factor above 0.17), so that fake+ draws the
 donor's frame colour and scaling c from 0 to 2 turns grey frames into the
 example's own colour. It costs reconstruction (0.0276-0.0434 on two seeds
 against 0.0199 at 2500 steps, and worse whole-image swaps) and wants twice
-the steps: at --config.num_train_steps=5000 it reconstructs at 0.0194 and
-swaps about as well as 'hidden' at 2500 (glasses 0.62 / 0.51 of doing
-nothing, SR 0.99 / 0.95). The smile's c still carries the frames.
+the steps: at --config.num_train_steps=5000 it reconstructs at
+0.0194-0.0248 and its region swaps match 'hidden''s at 2500 (glasses
+0.21-0.25 / 0.11-0.12 of doing nothing, SR 0.99 / 0.95-0.99), its
+whole-image swaps only on one of two seeds. The smile's c still carries the
+frames.
 """
 
 import ml_collections
