@@ -51,8 +51,8 @@ example's own colour. It costs reconstruction (0.0276-0.0434 on two seeds
 against 0.0199 at 2500 steps, and worse whole-image swaps) and wants twice
 the steps: at --config.num_train_steps=5000 it reconstructs at
 0.0194-0.0248 and its region swaps match 'hidden''s at 2500 (glasses
-0.21-0.25 / 0.11-0.12 of doing nothing, SR 0.99 / 0.95-0.99), its
-whole-image swaps only on one of two seeds. The smile's c still carries the
+0.21-0.25 / 0.11-0.12 of doing nothing, SR 0.99 / 0.95-0.99), and its
+whole-image swaps on one of two seeds. The smile's c still carries the
 frames.
 """
 
