@@ -614,23 +614,44 @@ def c_locality_terms(out: Mapping[str, Any]) -> dict[str, jax.Array]:
 REGION_PATCH = 4
 
 
+def label_region_masks(x: jax.Array, y1: jax.Array, patch: int = REGION_PATCH,
+                       what: str = 'label_region_masks',
+                       weights: jax.Array | None = None,
+                       threshold: float = 0.5) -> jax.Array:
+  """The pixels where each label acts, from one batch: (L, H, W) booleans,
+  latent_regions (at `threshold`) on a grid of patch x patch pixel patches
+  (no pixel for a label that the batch has only one value of). x:
+  (B, H, W, C), square, H a multiple of `patch`; y1: (B, L), the probability
+  (or indicator) of y = 1; weights as in label_regions. `what` names the
+  caller in the error."""
+  height, width = x.shape[1:3]
+  if height % patch or width % patch or height != width:
+    raise ValueError(f'{what}: the image ({height} x {width}) is not a '
+                     f'square of whole {patch} x {patch} patches.')
+  regions = latent_regions(x, y1, height // patch, threshold,
+                           weights=weights)                       # (L, N, N)
+  return jnp.repeat(jnp.repeat(regions, patch, 1), patch, 2)     # (L, H, W)
+
+
 def region_mask(x: jax.Array, y1: jax.Array, patch: int = REGION_PATCH,
                 what: str = 'region_mask',
                 weights: jax.Array | None = None,
                 threshold: float = 0.5) -> jax.Array:
   """The pixels where any label acts, from one batch: (H, W) booleans, the
-  union over labels of latent_regions (at `threshold`) on a grid of
-  patch x patch pixel patches (no pixel when the batch has only one value
-  of every label). x: (B, H, W, C), square, H a multiple of `patch`; y1:
-  (B, L), the probability (or indicator) of y = 1; weights as in
-  label_regions. `what` names the caller in the error."""
-  height, width = x.shape[1:3]
-  if height % patch or width % patch or height != width:
-    raise ValueError(f'{what}: the image ({height} x {width}) is not a '
-                     f'square of whole {patch} x {patch} patches.')
-  regions = jnp.any(latent_regions(x, y1, height // patch, threshold,
-                                   weights=weights), axis=0)         # (N, N)
-  return jnp.repeat(jnp.repeat(regions, patch, 0), patch, 1)        # (H, W)
+  union over labels of label_region_masks (arguments as there)."""
+  return jnp.any(label_region_masks(x, y1, patch, what, weights, threshold),
+                 axis=0)
+
+
+def hidden_from_others(regions: jax.Array) -> jax.Array:
+  """What C_phi does not show each label with model.feature_masking:
+  (L, H, W) booleans, the pixels of the other labels' regions that are not
+  in the label's own. regions: (L, H, W) booleans (label_region_masks). A
+  single label hides nothing."""
+  regions = regions.astype(bool)
+  counts = jnp.sum(regions, axis=0, dtype=jnp.int32)             # (H, W)
+  others = counts[None] - regions.astype(jnp.int32) > 0          # (L, H, W)
+  return others & ~regions
 
 
 def region_reconstruction(x: jax.Array, x_hat: jax.Array, y1: jax.Array,
