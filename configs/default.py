@@ -209,7 +209,11 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   # labelled training examples before the first step) set to 0, in training
   # and at test: z cannot see the label's look (docs/model.md, "Extensions").
   model.encoder_masking = False
-  # Training examples read (before the first step) to find that region, and
+  # Each label's q(y|x) and c are C_phi's of the image with the other
+  # labels' regions (found as that one, label by label) set to 0: a label's
+  # c cannot see what another label draws (docs/model.md, "Extensions").
+  model.feature_masking = False
+  # Training examples read (before the first step) to find those regions, and
   # the share of a label's largest difference (mean image with the label
   # against without, per 4 x 4 patch) at which a patch is in it.
   model.region_examples = 512

@@ -228,6 +228,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise _error('model.encoder_masking', True,
                  f'False for the baseline {name!r}: its encoder reads no '
                  'labels, so there is no region to hide from it')
+  if _get(config, 'model.feature_masking') is True and name in BASELINES:
+    raise _error('model.feature_masking', True,
+                 f'False for the baseline {name!r}: its features come from '
+                 'its own networks, not from the C_phi that the option '
+                 'masks')
   locality = _get(config, 'objective.c_locality')
   if (locality not in (_ABSENT, 0, 0.0)
       and _get(config, 'model.feature_locality') in (_ABSENT, False)):

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 from etils import epath
@@ -293,6 +293,9 @@ def _train_stage(stack: contextlib.ExitStack,
       if 'encoder_region' in state.params:
         _log_encoder_region(state.params['encoder_region'],
                             int(first['image'].shape[0]))
+      if 'feature_regions' in state.params:
+        _log_feature_regions(state.params['feature_regions'],
+                             tuple(config.data.labels))
     if from_stage_one:  # One step count for both stages.
       state = state.replace(step=latest)
     state = jax.device_put(state, setup.state_sharding)
@@ -435,6 +438,21 @@ def _log_encoder_region(region: jax.Array, examples: int) -> None:
                  '(%.1f %%, where the labels act; from the labelled examples '
                  'of %d training examples).', hidden, region.size,
                  100 * hidden / region.size, examples)
+
+
+def _log_feature_regions(regions: jax.Array, labels: Sequence[str]) -> None:
+  """model.feature_masking: how much of the image each label's c is not
+  shown (the other labels' regions outside its own)."""
+  hidden = np.asarray(jax.device_get(objectives.hidden_from_others(
+      jnp.asarray(regions) > 0.5)))
+  for name, region, hide in zip(labels, np.asarray(regions) > 0.5, hidden):
+    logging.info('model.feature_masking: %s acts on %d pixels; its c does '
+                 'not see %d of %d (%.1f %%, where the other labels act).',
+                 name, int(region.sum()), int(hide.sum()), hide.size,
+                 100 * hide.sum() / hide.size)
+  if not hidden.any():
+    logging.warning('model.feature_masking: no label region lies outside '
+                    'another label\'s; every c sees the whole image.')
 
 
 def _param_overview(params) -> str:

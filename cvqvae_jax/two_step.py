@@ -197,6 +197,8 @@ EXTENSIONS = (('objective.z_invariance', 'label adversary on z'),
               ('model.token_dropout', 'token dropout'),
               ('model.region_masking', 'z masked in the label regions'),
               ('model.encoder_masking', "label regions hidden from E_phi"),
+              ('model.feature_masking',
+               "other labels' regions hidden from each c"),
               ('stage_one.warm_start', 'stage-one E_phi and D_theta kept'))
 
 

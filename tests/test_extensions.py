@@ -177,6 +177,7 @@ def test_paper_configs_have_every_extension_off(name):
   assert not config.model.feature_locality
   assert config.model.region_masking == 0.0
   assert not config.model.encoder_masking
+  assert not config.model.feature_masking
   for weight in ('z_invariance', 'z_mmd', 'z_hsic', 'c_hsic', 'c_labels_hsic',
                  'z_features_hsic', 'swap_z_cycle', 'swap_c_cycle',
                  'swap_classification', 'swap_z_invariance', 'c_locality',
@@ -533,6 +534,78 @@ def test_encoder_masking_hides_the_label_regions_from_E_phi(name):
   bad = tiny_config(**{'model.name': 'm2', 'stage_one.model': '',
                        'model.encoder_masking': True})
   with pytest.raises(ValueError, match='encoder_masking must be False for '
+                     "the baseline 'm2'"):
+    config_checks.validate(bad)
+
+
+def test_hidden_from_others_by_hand():
+  regions = np.zeros((3, 2, 3), bool)
+  regions[0, 0, :2] = True             # label 0: (0, 0), (0, 1)
+  regions[1, 0, 1:] = True             # label 1: (0, 1), (0, 2)
+  regions[2, 1, 0] = True              # label 2: (1, 0)
+  hidden = np.asarray(objectives.hidden_from_others(jnp.asarray(regions)))
+  want = np.zeros((3, 2, 3), bool)
+  want[0, 0, 2] = want[0, 1, 0] = True   # the shared (0, 1) stays shown
+  want[1, 0, 0] = want[1, 1, 0] = True
+  want[2, 0, :] = True
+  np.testing.assert_array_equal(hidden, want)
+  # One label hides nothing.
+  assert not np.asarray(objectives.hidden_from_others(
+      jnp.asarray(regions[:1]))).any()
+
+
+@pytest.mark.parametrize('name', ['cvqvae', 'cgvae'])
+def test_feature_masking_hides_the_other_labels_regions_from_each_c(name):
+  config = tiny_config(**{'model.name': name, 'stage_one.model': '',
+                          'model.feature_masking': True,
+                          'model.region_examples': 64})
+  setup = train.build(config)
+  model, size = setup.model, config.data.image_size
+  params = train.jit_init(setup)(jax.random.key(0)).params
+  np.testing.assert_array_equal(params['feature_regions'], 0.0)  # until set
+  assert model.initialises_from_data and model.init_batches(32) == 2
+  p = objectives.REGION_PATCH
+  # Label 0 brightens the patch [0:4, 0:4], label 1 the patch [8:12, 8:12].
+  rng = np.random.default_rng(0)
+  labels = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
+  x = rng.uniform(-0.2, 0.2, (4, size, size, 3)).astype(np.float32)
+  x[labels[:, 0] == 1, :p, :p] = 1.0
+  x[labels[:, 1] == 1, 2 * p:3 * p, 2 * p:3 * p] = 1.0
+  batch = {'image': x, 'label': labels, 'labelled': np.ones((4, 2), bool)}
+  params = model.init_from_batch(params, batch, jax.random.key(1))
+  regions = np.zeros((2, size, size), np.float32)
+  regions[0, :p, :p] = 1.0
+  regions[1, 2 * p:3 * p, 2 * p:3 * p] = 1.0
+  np.testing.assert_array_equal(params['feature_regions'], regions)
+  # Label l's logits and c are C_phi's on x with the other label's region
+  # set to 0, computed by hand.
+  logits, c = model.apply({'params': params}, x, method='classify')
+  net = lambda v: model.apply({'params': params}, v,
+                              method=lambda m, v: m.feature_net(v))
+  for l in range(2):
+    seen = np.where(regions[1 - l][None, :, :, None] > 0, 0.0, x)
+    want_logits, want_c = net(seen)
+    np.testing.assert_allclose(logits[:, l], want_logits[:, l], atol=1e-5)
+    np.testing.assert_allclose(c[l], want_c[l], atol=1e-5)
+  # So c_l does not depend on the pixels of the other label's region, and
+  # does on those of its own.
+  for l in range(2):
+    grad = np.asarray(jax.grad(lambda v, l=l: jnp.sum(model.apply(
+        {'params': params}, v, method='classify')[1][l] ** 2))(jnp.asarray(x)))
+    np.testing.assert_array_equal(grad * regions[1 - l][None, :, :, None], 0.0)
+    assert np.abs(grad * regions[l][None, :, :, None]).sum() > 0
+  # Without the option C_phi reads the whole image: the same network's
+  # output differs.
+  assert not np.allclose(net(x)[1][0], c[0])
+  # The regions are never trained; C_phi is.
+  g = _grads(config, 'reconstruction')
+  assert g['feature_regions'] == 0 and g['feature_net'] > 0, g
+  from cvqvae_jax import config_checks, two_step  # pylint: disable=g-import-not-at-top
+  assert two_step.variant(config).endswith(
+      "+ other labels' regions hidden from each c")
+  bad = tiny_config(**{'model.name': 'm2', 'stage_one.model': '',
+                       'model.feature_masking': True})
+  with pytest.raises(ValueError, match='feature_masking must be False for '
                      "the baseline 'm2'"):
     config_checks.validate(bad)
 

@@ -62,6 +62,7 @@ def create_model(model_config: ml_collections.ConfigDict, *, image_size: int,
       feature_locality=model_config.get('feature_locality', False),
       region_masking=model_config.get('region_masking', 0.0),
       encoder_masking=model_config.get('encoder_masking', False),
+      feature_masking=model_config.get('feature_masking', False),
       region_examples=model_config.get('region_examples', 512),
       region_threshold=model_config.get('region_threshold', 0.5),
   )

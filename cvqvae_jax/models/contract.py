@@ -69,12 +69,13 @@ class Model(Protocol):
 
   def init_batches(self, batch_size: int) -> int:
     """How many training batches init_from_batch reads, concatenated (1,
-    or more for model.encoder_masking's region)."""
+    or more for the regions of model.encoder_masking and
+    model.feature_masking)."""
 
   def init_from_batch(self, params: Any, batch: Mapping[str, jax.Array],
                       rng: jax.Array) -> Any:
     """Parameters set from training examples before the first step
-    (CVQVAE's codebook_init='data', model.encoder_masking's region); a
+    (CVQVAE's codebook_init='data', the masking options' regions); a
     no-op by default."""
 
   def loss_terms(self, out: Mapping[str, Any], batch: Mapping[str, Any],

@@ -262,7 +262,13 @@ class ConditionalVAE(nn.Module):
   # parameter 'encoder_region' (H, W), found from labelled training examples
   # before the first step (init_from_batch) and never trained.
   encoder_masking: bool = False
-  # Training examples that init_from_batch reads for encoder_masking's
+  # Each label's q(y|x) and c come from C_phi reading x with the other
+  # labels' regions (outside its own) set to 0, in training and at test
+  # (docs/model.md, "Extensions"): a label's c cannot carry what another
+  # label draws. The regions are the parameter 'feature_regions' (L, H, W),
+  # found as encoder_masking's, never trained; C_phi runs once per label.
+  feature_masking: bool = False
+  # Training examples that init_from_batch reads for the masking options'
   # region (the labelled ones among them find it), in whole batches: more
   # examples, a region less dependent on which ones were read.
   region_examples: int = 512
@@ -286,11 +292,16 @@ class ConditionalVAE(nn.Module):
 
   def _setup_encoder_region(self):
     """The 'encoder_region' parameter of encoder_masking (1 = hidden from
-    E_phi), zero until init_from_batch sets it; for every model's setup."""
+    E_phi) and the 'feature_regions' of feature_masking (1 where each label
+    acts), zero until init_from_batch sets them; for every model's setup."""
     if self.encoder_masking:
       self.encoder_region = self.param(
           'encoder_region', nn.initializers.zeros,
           (self.image_size, self.image_size))
+    if self.feature_masking:
+      self.feature_regions = self.param(
+          'feature_regions', nn.initializers.zeros,
+          (len(self.feature_kinds), self.image_size, self.image_size))
 
   def encoder_input(self, x: jax.Array) -> jax.Array:
     """What E_phi reads of x (B, H, W, C): x itself, or with encoder_masking
@@ -308,6 +319,14 @@ class ConditionalVAE(nn.Module):
     each label from those where it is known; unlabelled ones left out)."""
     return objectives.region_mask(
         batch['image'], batch['label'], what='encoder_masking',
+        weights=batch['labelled'].astype(jnp.float32),
+        threshold=self.region_threshold).astype(jnp.float32)
+
+  def label_regions_of(self, batch: dict[str, jax.Array]) -> jax.Array:
+    """feature_masking's regions from training examples: (L, H, W)
+    float32, 1 where each label acts (as region_of, label by label)."""
+    return objectives.label_region_masks(
+        batch['image'], batch['label'], what='feature_masking',
         weights=batch['labelled'].astype(jnp.float32),
         threshold=self.region_threshold).astype(jnp.float32)
 
@@ -406,8 +425,23 @@ class ConditionalVAE(nn.Module):
     return None
 
   def classify(self, x: jax.Array):
-    """C_phi: (logits of q(y|x) (B, L, 2), c tuple)."""
-    return self.feature_net(x)
+    """C_phi: (logits of q(y|x) (B, L, 2), c tuple). With feature_masking
+    and several labels, label l's logits and c are C_phi's on x with
+    objectives.hidden_from_others of 'feature_regions' (held fixed) set to
+    0: C_phi runs on the L masked copies of the batch at once."""
+    num_labels = len(self.feature_kinds)
+    if not self.feature_masking or num_labels < 2:
+      return self.feature_net(x)
+    hidden = objectives.hidden_from_others(
+        jax.lax.stop_gradient(self.feature_regions) > 0.5)     # (L, H, W)
+    copies = jnp.where(hidden[:, None, :, :, None], jnp.zeros((), x.dtype),
+                       x[None])                                # (L, B, ...)
+    logits, c = self.feature_net(copies.reshape(-1, *x.shape[1:]))
+    batch = x.shape[0]
+    logits = logits.reshape(num_labels, batch, num_labels, 2)
+    own = jnp.stack([logits[l, :, l] for l in range(num_labels)], axis=1)
+    return own, tuple(c_l.reshape(num_labels, batch, -1)[l]
+                      for l, c_l in enumerate(c))
 
   def feature_parts(self, y: jax.Array, c: Sequence[jax.Array]
                     ) -> tuple[jax.Array, ...]:
@@ -462,22 +496,29 @@ class ConditionalVAE(nn.Module):
     the first step (not again on resume): returns the new params. The train
     loop reads init_batches(batch size) batches, concatenated, and calls
     this only when `initialises_from_data`. Here: encoder_masking's
-    'encoder_region' (region_of the batch); otherwise nothing changes."""
+    'encoder_region' (region_of the batch) and feature_masking's
+    'feature_regions' (label_regions_of); otherwise nothing changes."""
     del rng
     if self.encoder_masking:
       params = {**params, 'encoder_region': self.region_of(batch)}
+    if self.feature_masking:
+      params = {**params, 'feature_regions': self.label_regions_of(batch)}
     return params
+
+  @property
+  def _masks_regions(self) -> bool:
+    return self.encoder_masking or self.feature_masking
 
   @property
   def initialises_from_data(self) -> bool:
     """Whether init_from_batch uses its batch."""
-    return self.encoder_masking
+    return self._masks_regions
 
   def init_batches(self, batch_size: int) -> int:
     """How many training batches of `batch_size` init_from_batch reads,
-    concatenated: 1, or with encoder_masking enough for region_examples
-    examples."""
-    if not self.encoder_masking:
+    concatenated: 1, or with encoder_masking or feature_masking enough for
+    region_examples examples."""
+    if not self._masks_regions:
       return 1
     return max(1, -(-self.region_examples // batch_size))
 
@@ -565,10 +606,10 @@ class CVQVAE(ConditionalVAE):
 
   @property
   def initialises_from_data(self) -> bool:
-    return self.codebook_init == 'data' or self.encoder_masking
+    return self.codebook_init == 'data' or self._masks_regions
 
   def init_from_batch(self, params, batch, rng):
-    """encoder_masking's region (ConditionalVAE.init_from_batch), then with
+    """The masking options' regions (ConditionalVAE.init_from_batch), then with
     codebook_init='data': e_k := z_e at K random latent positions of the
     batch (other parameters unchanged).
 
