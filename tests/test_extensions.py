@@ -777,12 +777,20 @@ def test_the_default_config_names_its_recipes():
       'label regions + FiLM',
       'label regions + chroma of the label regions + FiLM')
   assert chroma.objective.region_chroma == 20.0
+  own = default.get_config('own')
+  assert two_step.variant(own) == two_step.variant(chroma).replace(
+      'from E_phi +', "from E_phi + other labels' regions hidden from each c +")
+  assert (own.model.feature_masking, own.lr_schedule) == (True, 'cosine')
+  assert default.get_config().lr_schedule == 'constant'
   for name, recipe in (('hsic_film', config), ('masked', masked),
-                       ('hidden', hidden), ('chroma', chroma)):
+                       ('hidden', hidden), ('chroma', chroma), ('own', own)):
     paper = default.get_config().to_dict()
     for path in default.RECIPES[name]:
-      section, field = path.split('.')
-      paper[section][field] = recipe[section][field]
+      *sections, field = path.split('.')
+      mine, theirs = paper, recipe
+      for section in sections:
+        mine, theirs = mine[section], theirs[section]
+      mine[field] = theirs[field]
     assert paper == recipe.to_dict()
   with pytest.raises(ValueError, match="Unknown recipe 'nope'.*hsic_film"):
     default.get_config('nope')
