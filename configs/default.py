@@ -64,6 +64,8 @@ against the smile's 0.60-0.66 knowledge of the glasses with 'chroma'), the
 glasses' c keeps the frames' colour (0.86) and thickness (0.33-0.37), and
 reconstruction (0.0211-0.0218) and the swaps agree across seeds; its c is
 still blind to the frames' shape and size and to the smile's curvature.
+At the README's 2500 steps it is not trained (reconstruction 0.030, the
+smile's SR(+) 0.27-0.35).
 """
 
 import ml_collections
