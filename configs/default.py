@@ -308,10 +308,5 @@ def get_config(recipe: str = '') -> ml_collections.ConfigDict:
   config.eval.fid_weights = ''
   config.eval.fid_batch_size = 50
   config.eval.figure_examples = 6       # examples per figure (--mode=figures)
-  for path, value in RECIPES[recipe].items():
-    *sections, field = path.split('.')
-    node = config
-    for section in sections:
-      node = node[section]
-    node[field] = value
+  config.update_from_flattened_dict(RECIPES[recipe])
   return config
