@@ -781,7 +781,8 @@ def test_the_default_config_names_its_recipes():
   assert two_step.variant(own) == two_step.variant(chroma).replace(
       'from E_phi +', "from E_phi + other labels' regions hidden from each c +")
   assert (own.model.feature_masking, own.lr_schedule, own.learning_rate,
-          own.warmup_steps) == (True, 'cosine', 2e-3, 250)
+          own.warmup_steps, own.model.num_codes) == (True, 'cosine', 2e-3, 250,
+                                                     512)
   assert default.get_config().lr_schedule == 'constant'
   for name, recipe in (('hsic_film', config), ('masked', masked),
                        ('hidden', hidden), ('chroma', chroma), ('own', own)):
