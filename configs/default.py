@@ -56,19 +56,19 @@ whole-image swaps on one of two seeds. The smile's c still carries the
 frames.
 
 'own': 'chroma', with each label's c computed from the image with the other
-labels' regions hidden (model.feature_masking) and the learning rate warmed up
-over 250 steps to 2e-3, then on a cosine decay, and the paper's K = 512 codes,
-to be run at 5000 steps (docs/results.md, "Thirteenth round" to "Fifteenth
-round"; the numbers below are K = 128's, K = 512 is better on both seeds): no c knows
-anything but its own label (the largest other factor in either label's c
-0.05-0.11 on two seeds, against the smile's 0.60-0.66 knowledge of the
-glasses with 'chroma'), the glasses' c keeps the frames' colour (0.85-0.89)
-and thickness (0.34-0.35), it reconstructs at 0.0174-0.0193, swaps the
-glasses at 0.57-0.64 / 0.44-0.50 of doing nothing (0.23-0.24 / 0.11-0.12
-inside the frames) and reaches SR 0.97-0.99 / 0.99-1.00 on the glasses,
-0.90-0.96 / 1.00 on the smile; its c is still blind to the frames' shape and
-size and to the smile's curvature. At the README's 2500 steps it is not
-trained (reconstruction 0.025, the smile's SR(+) 0.80).
+labels' regions hidden (model.feature_masking), the learning rate warmed up
+over 250 steps to 2e-3, then on a cosine decay, and the paper's K = 512
+codes, to be run at 5000 steps (docs/results.md, "Thirteenth round" to
+"Fifteenth round"): no c knows anything but its own label (the largest other
+factor in either label's c 0.04-0.10 on two seeds, against the smile's
+0.60-0.66 knowledge of the glasses with 'chroma'), the glasses' c keeps the
+frames' colour (0.85-0.90) and thickness (0.33-0.34), it reconstructs at
+0.0167-0.0176, swaps the glasses at 0.55-0.59 / 0.44-0.46 of doing nothing
+(0.21-0.22 / 0.10-0.11 inside the frames) and reaches SR 0.98 / 0.98 on the
+glasses, 0.96-0.99 / 0.98-0.99 on the smile; its c is still blind to the
+frames' shape and size and to the smile's curvature. At the README's 2500
+steps it is not trained (measured with K = 128: reconstruction 0.025, the
+smile's SR(+) 0.80).
 """
 
 import ml_collections
